@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Installs every Debian package the project needs to build, test and run. Idempotent: when all
+# packages are present it only checks and returns.
+set -euo pipefail
+
+PACKAGES=(
+  cmake g++ make pkg-config
+  libtorch-dev libopenblas0-openmp   # libtorch 1.13 (CPU); OpenBLAS avoids the slow ConvTranspose path
+  libgloo-dev                        # headers for libtorch's c10d Gloo process group
+  libcli11-dev nlohmann-json3-dev libfmt-dev
+  libjpeg62-turbo-dev libpng-dev libtiff-dev
+  libgtest-dev libgmock-dev
+  python3-torch python3-pil python3-numpy   # the PyTorch reference, for parity tests
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "setup: installing ${missing[*]}"
+$SUDO apt-get update -q
+DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
