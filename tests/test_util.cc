@@ -1,0 +1,65 @@
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <stdexcept>
+
+namespace fs = std::filesystem;
+
+namespace pix2pix::test {
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+CommandResult run_command(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("popen failed: " + command);
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  int status = pclose(pipe);
+  if (WIFEXITED(status))
+    result.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.exit_code = 128 + WTERMSIG(status);
+  return result;
+}
+
+CommandResult run_cli(const std::string& args) {
+  return run_command(std::string(PIX2PIX_CLI) + " " + args);
+}
+
+std::string temp_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "misc";
+  for (char& c : name)
+    if (c == '/') c = '_';
+  fs::path dir = fs::path(PIX2PIX_TEST_TMP) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+std::string shared_dir() { return PIX2PIX_SHARED_DIR; }
+
+bool have_python_torch() {
+  static const bool ok = run_command("/usr/bin/python3 -c 'import torch, PIL'").exit_code == 0;
+  return ok;
+}
+
+CommandResult run_python(const std::string& args) { return run_command("/usr/bin/python3 " + args); }
+
+}  // namespace pix2pix::test

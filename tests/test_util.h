@@ -1,0 +1,36 @@
+// Helpers shared by the test programs: temporary folders, running the CLI and the Python
+// reference, locating ../shared.
+#pragma once
+
+#include <string>
+
+namespace pix2pix::test {
+
+/// Output and exit status of a finished command.
+struct CommandResult {
+  int exit_code = -1;  ///< the exit status, or 128 + signal number when killed by a signal
+  std::string output;  ///< stdout and stderr together
+};
+
+/// Runs `command` through /bin/sh, capturing stdout and stderr.
+CommandResult run_command(const std::string& command);
+
+/// Runs the built CLI (`build/pix2pix`) with the given argument string.
+CommandResult run_cli(const std::string& args);
+
+/// A fresh, empty folder under build/test_tmp, unique to the calling test.
+std::string temp_dir();
+
+/// ../shared (the data sets and the PyTorch reference script).
+std::string shared_dir();
+
+/// True when /usr/bin/python3 can import torch (the reference tests need it).
+bool have_python_torch();
+
+/// Runs `/usr/bin/python3 <args>` and returns its result.
+CommandResult run_python(const std::string& args);
+
+/// Quotes a string for /bin/sh.
+std::string shell_quote(const std::string& s);
+
+}  // namespace pix2pix::test
