@@ -29,7 +29,8 @@ CommandResult run_command(const std::string& command) {
   if (pipe == nullptr) throw std::runtime_error("popen failed: " + command);
   std::array<char, 4096> buffer;
   size_t n;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    result.output.append(buffer.data(), n);
   int status = pclose(pipe);
   if (WIFEXITED(status))
     result.exit_code = WEXITSTATUS(status);
@@ -60,6 +61,8 @@ bool have_python_torch() {
   return ok;
 }
 
-CommandResult run_python(const std::string& args) { return run_command("/usr/bin/python3 " + args); }
+CommandResult run_python(const std::string& args) {
+  return run_command("/usr/bin/python3 " + args);
+}
 
 }  // namespace pix2pix::test
