@@ -1,0 +1,46 @@
+// Flags that describe the networks, shared by every command that builds one (model, translate,
+// train), so the same spelling means the same thing everywhere.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <string>
+
+#include "pix2pix/discriminator.h"
+#include "pix2pix/generator.h"
+#include "pix2pix/init.h"
+
+namespace pix2pix::cli {
+
+/// Generator flags as given on the command line (names resolved by resolve()).
+struct GeneratorFlags {
+  std::string net = "unet_256";
+  std::string norm = "batch";
+  std::string upsampling = "transposed";
+  int64_t ngf = 64, input_nc = 3, output_nc = 3, num_downs = 0;
+  bool no_dropout = false;
+
+  void add_to(CLI::App* app);
+  GeneratorOptions resolve() const;
+};
+
+/// Discriminator flags; its input channel count comes from the generator's (conditional GAN).
+struct DiscriminatorFlags {
+  std::string net = "basic";
+  std::string norm;  ///< empty: the generator's norm
+  int64_t ndf = 64, n_layers = 3;
+
+  void add_to(CLI::App* app);
+  DiscriminatorOptions resolve(const GeneratorOptions& generator) const;
+};
+
+/// Weight initialisation flags.
+struct InitFlags {
+  std::string type = "normal";
+  double gain = 0.02;
+
+  void add_to(CLI::App* app);
+  InitOptions resolve() const;
+};
+
+}  // namespace pix2pix::cli
