@@ -8,7 +8,7 @@ PACKAGES=(
   libtorch-dev libopenblas0-openmp   # libtorch 1.13 (CPU); OpenBLAS avoids the slow ConvTranspose path
   libgloo-dev                        # headers for libtorch's c10d Gloo process group
   libcli11-dev nlohmann-json3-dev libfmt-dev
-  libjpeg62-turbo-dev libpng-dev libtiff-dev
+  libjpeg62-turbo-dev libpng-dev libtiff-dev zlib1g-dev
   libgtest-dev libgmock-dev
   python3-torch python3-pil python3-numpy   # the PyTorch reference, for parity tests
 )

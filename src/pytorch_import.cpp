@@ -597,10 +597,15 @@ void write_state_dict(const std::string& path, const StateDict& dict) {
     if (detail::storage_class(tensor.scalar_type()) == nullptr)
       throw Error(path, "entry '" + name + "' has unsupported dtype " +
                             std::string(c10::toString(tensor.scalar_type())));
-    at::Tensor data = tensor.detach().to(at::kCPU).contiguous();
-    // The record holds exactly this tensor's elements, so a view must get its own storage.
-    if (data.storage_offset() != 0 || data.nbytes() != data.storage().nbytes())
-      data = data.clone(at::MemoryFormat::Contiguous);
+    at::Tensor data;
+    try {
+      data = tensor.detach().to(at::kCPU).contiguous();
+      // The record holds exactly this tensor's elements, so a view must get its own storage.
+      if (data.storage_offset() != 0 || data.nbytes() != data.storage().nbytes())
+        data = data.clone(at::MemoryFormat::Contiguous);
+    } catch (const c10::Error& e) {
+      throw Error(path, "entry '" + name + "': " + first_line(e.what_without_backtrace()));
+    }
     tensors.emplace_back(name, std::move(data));
   }
   const std::string pickle = state_dict_pickle(tensors);
