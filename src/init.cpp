@@ -61,18 +61,21 @@ bool init_layer(torch::nn::Module& module, const InitOptions& options) {
 
 void init_weights(torch::nn::Module& module, const InitOptions& options) {
   torch::NoGradGuard no_grad;
-  // modules() is pre-order, the reference's apply() post-order; both visit the leaves (the only
-  // layers initialised) in the same order, so the random draws happen in the same order.
-  for (const auto& child : module.modules(/*include_self=*/true)) {
-    if (init_layer<torch::nn::Conv2dImpl>(*child, options) ||
-        init_layer<torch::nn::ConvTranspose2dImpl>(*child, options) ||
-        init_layer<torch::nn::LinearImpl>(*child, options))
-      continue;
-    if (auto* bn = child->as<torch::nn::BatchNorm2dImpl>()) {
+  auto init_one = [&](torch::nn::Module& layer) {
+    if (init_layer<torch::nn::Conv2dImpl>(layer, options) ||
+        init_layer<torch::nn::ConvTranspose2dImpl>(layer, options) ||
+        init_layer<torch::nn::LinearImpl>(layer, options))
+      return;
+    if (auto* bn = layer.as<torch::nn::BatchNorm2dImpl>()) {
       if (bn->weight.defined()) torch::nn::init::normal_(bn->weight, 1.0, options.gain);
       if (bn->bias.defined()) torch::nn::init::zeros_(bn->bias);
     }
-  }
+  };
+  // modules() is pre-order, the reference's apply() post-order; both visit the leaves (the only
+  // layers initialised) in the same order, so the random draws happen in the same order. The
+  // module itself is visited without modules(include_self), which needs a shared_ptr.
+  init_one(module);
+  for (const auto& child : module.modules(/*include_self=*/false)) init_one(*child);
 }
 
 }  // namespace pix2pix
