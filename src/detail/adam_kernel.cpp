@@ -1,0 +1,36 @@
+#include "detail/adam_kernel.h"
+
+#include <cmath>
+
+namespace pix2pix::detail {
+
+void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
+                 const AdamStep& hyper) {
+  // torch: exp_avg.mul_(b1).add_(g, 1 - b1); exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2);
+  // denom = exp_avg_sq.sqrt() / sqrt(bc2) + eps; param.addcdiv_(exp_avg, denom, -lr / bc1).
+  // Scalars are computed in double and used as float, as ATen's float kernels do; ATen's
+  // vectorised kernels contract a + alpha * b into one fma, so we write the fmas explicitly and
+  // forbid any other contraction (-ffp-contract=off for this file).
+  const float b1 = static_cast<float>(hyper.beta1);
+  const float one_minus_b1 = static_cast<float>(1.0 - hyper.beta1);
+  const float b2 = static_cast<float>(hyper.beta2);
+  const float one_minus_b2 = static_cast<float>(1.0 - hyper.beta2);
+  const double bias_correction1 = 1.0 - std::pow(hyper.beta1, static_cast<double>(hyper.step));
+  const double bias_correction2 = 1.0 - std::pow(hyper.beta2, static_cast<double>(hyper.step));
+  const float step_size = static_cast<float>(-hyper.lr / bias_correction1);
+  const float bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
+  const float eps = static_cast<float>(hyper.eps);
+  const float weight_decay = static_cast<float>(hyper.weight_decay);
+  for (size_t i = 0; i < n; ++i) {
+    float g = grad[i];
+    if (weight_decay != 0.0f) g = std::fma(param[i], weight_decay, g);
+    const float m = std::fma(g, one_minus_b1, exp_avg[i] * b1);
+    const float v = std::fma(one_minus_b2 * g, g, exp_avg_sq[i] * b2);
+    exp_avg[i] = m;
+    exp_avg_sq[i] = v;
+    const float denom = std::sqrt(v) / bias_correction2_sqrt + eps;
+    param[i] = param[i] + (step_size * m) / denom;
+  }
+}
+
+}  // namespace pix2pix::detail

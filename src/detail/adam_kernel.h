@@ -1,0 +1,22 @@
+// The fused Adam update over one contiguous float buffer (private). Kept free of torch headers
+// and compiled with its own flags (see CMakeLists.txt) so that its arithmetic is exactly torch's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace pix2pix::detail {
+
+/// Hyper-parameters of one Adam step, as torch computes them (in double, then used as float).
+struct AdamStep {
+  double lr, beta1, beta2, eps, weight_decay;
+  int64_t step;  ///< 1-based step count of this parameter
+};
+
+/// One Adam step in a single pass over n elements: weight decay (L2, as torch.optim.Adam),
+/// first and second moments, bias corrections, update. Bitwise equal to torch.optim.Adam (1.13,
+/// CPU, single-tensor path).
+void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
+                 const AdamStep& hyper);
+
+}  // namespace pix2pix::detail

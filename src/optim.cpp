@@ -1,0 +1,158 @@
+#include "pix2pix/optim.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <limits>
+
+#include "detail/adam_kernel.h"
+#include "pix2pix/error.h"
+
+namespace pix2pix {
+
+Adam::Adam(std::vector<at::Tensor> parameters, AdamOptions options)
+    : parameters_(std::move(parameters)), states_(parameters_.size()), options_(options) {
+  for (const auto& p : parameters_)
+    if (p.scalar_type() != at::kFloat || !p.is_contiguous() || !p.device().is_cpu())
+      throw Error("Adam", "parameters must be contiguous float32 CPU tensors", ErrorKind::kRuntime);
+}
+
+void Adam::step() {
+  at::NoGradGuard no_grad;
+  for (size_t i = 0; i < parameters_.size(); ++i) {
+    at::Tensor& p = parameters_[i];
+    const at::Tensor& grad = p.grad();
+    if (!grad.defined()) continue;
+    ParamState& state = states_[i];
+    if (state.step == 0) {
+      state.exp_avg = at::zeros_like(p);
+      state.exp_avg_sq = at::zeros_like(p);
+    }
+    ++state.step;
+    const at::Tensor g = grad.contiguous();
+    detail::adam_update(p.data_ptr<float>(), g.data_ptr<float>(), state.exp_avg.data_ptr<float>(),
+                        state.exp_avg_sq.data_ptr<float>(), static_cast<size_t>(p.numel()),
+                        {options_.lr, options_.beta1, options_.beta2, options_.eps,
+                         options_.weight_decay, state.step});
+  }
+}
+
+void Adam::zero_grad() {
+  for (auto& p : parameters_) p.mutable_grad() = at::Tensor();
+}
+
+StateDict Adam::state() const {
+  StateDict out;
+  for (size_t i = 0; i < states_.size(); ++i) {
+    if (states_[i].step == 0) continue;
+    const std::string prefix = std::to_string(i) + ".";
+    out.emplace_back(prefix + "exp_avg", states_[i].exp_avg);
+    out.emplace_back(prefix + "exp_avg_sq", states_[i].exp_avg_sq);
+    out.emplace_back(prefix + "step", at::scalar_tensor(states_[i].step, at::kLong));
+  }
+  return out;
+}
+
+void Adam::load_state(const StateDict& state, const std::string& source) {
+  std::vector<ParamState> loaded(parameters_.size());
+  for (const auto& [key, value] : state) {
+    const auto dot = key.find('.');
+    size_t index = 0;
+    try {
+      index = std::stoul(key.substr(0, dot));
+    } catch (const std::exception&) {
+      throw Error(source, "unexpected optimizer state key '" + key + "'");
+    }
+    if (dot == std::string::npos || index >= parameters_.size())
+      throw Error(source, "optimizer state key '" + key + "' names no parameter");
+    const std::string field = key.substr(dot + 1);
+    if (field == "step") {
+      loaded[index].step = value.item<int64_t>();
+      continue;
+    }
+    if (!value.sizes().equals(parameters_[index].sizes()) || value.scalar_type() != at::kFloat)
+      throw Error(source, "optimizer state '" + key + "' does not match its parameter's shape");
+    if (field == "exp_avg")
+      loaded[index].exp_avg = value.contiguous().clone();
+    else if (field == "exp_avg_sq")
+      loaded[index].exp_avg_sq = value.contiguous().clone();
+    else
+      throw Error(source, "unexpected optimizer state key '" + key + "'");
+  }
+  for (size_t i = 0; i < loaded.size(); ++i)
+    if (loaded[i].step > 0 && (!loaded[i].exp_avg.defined() || !loaded[i].exp_avg_sq.defined()))
+      throw Error(source, "optimizer state for parameter " + std::to_string(i) + " is incomplete");
+  states_ = std::move(loaded);
+}
+
+LrPolicy parse_lr_policy(const std::string& name) {
+  if (name == "linear") return LrPolicy::kLinear;
+  if (name == "step") return LrPolicy::kStep;
+  if (name == "cosine") return LrPolicy::kCosine;
+  if (name == "plateau") return LrPolicy::kPlateau;
+  throw Error("--lr-policy",
+              "unknown policy '" + name + "' (expected linear, step, cosine or plateau)");
+}
+
+std::string to_string(LrPolicy policy) {
+  switch (policy) {
+    case LrPolicy::kLinear:
+      return "linear";
+    case LrPolicy::kStep:
+      return "step";
+    case LrPolicy::kCosine:
+      return "cosine";
+    case LrPolicy::kPlateau:
+      return "plateau";
+  }
+  return "?";
+}
+
+LrSchedule::LrSchedule(ScheduleOptions options)
+    : options_(options), best_(std::numeric_limits<double>::infinity()) {
+  if (options.n_epochs < 0 || options.n_epochs_decay < 0)
+    throw Error("--n-epochs", "epoch counts must not be negative");
+  if (options.policy == LrPolicy::kStep && options.lr_decay_epochs < 1)
+    throw Error("--lr-decay-epochs", "must be at least 1");
+}
+
+double LrSchedule::factor(int64_t epoch) const {
+  // The reference's schedulers count epochs from 0 (LambdaLR's last_epoch); `k` is that count.
+  const int64_t k = epoch - options_.epoch_count;
+  switch (options_.policy) {
+    case LrPolicy::kLinear:
+      return 1.0 - static_cast<double>(
+                       std::max<int64_t>(0, k + options_.epoch_count - options_.n_epochs)) /
+                       static_cast<double>(options_.n_epochs_decay + 1);
+    case LrPolicy::kStep:
+      return std::pow(options_.gamma, static_cast<double>(k / options_.lr_decay_epochs));
+    case LrPolicy::kCosine: {
+      const double total = static_cast<double>(options_.n_epochs + options_.n_epochs_decay);
+      return total <= 0 ? 1.0 : 0.5 * (1.0 + std::cos(M_PI * static_cast<double>(k) / total));
+    }
+    case LrPolicy::kPlateau:
+      return plateau_factor_;
+  }
+  return 1.0;
+}
+
+void LrSchedule::observe(double metric) {
+  if (options_.policy != LrPolicy::kPlateau) return;
+  // ReduceLROnPlateau, mode min, relative threshold (torch's default threshold_mode "rel").
+  if (metric < best_ * (1.0 - options_.plateau_threshold)) {
+    best_ = metric;
+    bad_epochs_ = 0;
+  } else if (++bad_epochs_ > options_.plateau_patience) {
+    plateau_factor_ *= options_.plateau_factor;
+    bad_epochs_ = 0;
+  }
+}
+
+void LrSchedule::load_state(const std::vector<double>& state) {
+  if (state.size() != 3) throw Error("schedule state", "expected 3 values");
+  best_ = state[0];
+  bad_epochs_ = static_cast<int64_t>(state[1]);
+  plateau_factor_ = state[2];
+}
+
+}  // namespace pix2pix

@@ -1,0 +1,136 @@
+// The fused Adam (bitwise equal to torch's Adam) and the learning-rate schedules' curves.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "pix2pix/error.h"
+#include "pix2pix/optim.h"
+
+namespace pix2pix {
+namespace {
+
+// Runs `steps` updates with the same random gradients through our Adam and torch's.
+void expect_bitwise_equal_to_torch(const AdamOptions& options, int steps) {
+  torch::manual_seed(0);
+  // Sizes that exercise vector bodies and scalar tails.
+  std::vector<std::vector<int64_t>> shapes = {{64, 3, 4, 4}, {17}, {1}, {513, 7}};
+  std::vector<at::Tensor> ours, theirs;
+  for (const auto& shape : shapes) {
+    auto p = torch::randn(shape);
+    ours.push_back(p.clone().requires_grad_(true));
+    theirs.push_back(p.clone().requires_grad_(true));
+  }
+  Adam adam(ours, options);
+  torch::optim::Adam reference(theirs, torch::optim::AdamOptions(options.lr)
+                                           .betas({options.beta1, options.beta2})
+                                           .eps(options.eps)
+                                           .weight_decay(options.weight_decay));
+  for (int step = 0; step < steps; ++step) {
+    for (size_t i = 0; i < ours.size(); ++i) {
+      auto grad = torch::randn(ours[i].sizes()) * (step + 1);
+      ours[i].mutable_grad() = grad.clone();
+      theirs[i].mutable_grad() = grad.clone();
+    }
+    if (step == 2) ours[1].mutable_grad() = at::Tensor(), theirs[1].mutable_grad() = at::Tensor();
+    adam.step();
+    reference.step();
+  }
+  for (size_t i = 0; i < ours.size(); ++i) {
+    SCOPED_TRACE(i);
+    EXPECT_TRUE(torch::equal(ours[i], theirs[i]))
+        << "max diff " << (ours[i] - theirs[i]).abs().max().item<float>();
+  }
+}
+
+TEST(Adam, BitwiseEqualToTorchAdam) { expect_bitwise_equal_to_torch({}, 10); }
+
+TEST(Adam, BitwiseEqualWithWeightDecayAndOtherBetas) {
+  AdamOptions options;
+  options.lr = 1e-3;
+  options.beta1 = 0.9;
+  options.weight_decay = 1e-2;
+  expect_bitwise_equal_to_torch(options, 6);
+}
+
+TEST(Adam, StateRoundTripContinuesIdentically) {
+  torch::manual_seed(1);
+  auto a = torch::randn({10, 10}).requires_grad_(true);
+  auto b = a.detach().clone().requires_grad_(true);
+  Adam first({a}), second({b});
+  auto grad = torch::randn({10, 10});
+  a.mutable_grad() = grad.clone();
+  b.mutable_grad() = grad.clone();
+  first.step();
+  second.step();
+  Adam resumed({b});
+  resumed.load_state(second.state(), "state");
+  a.mutable_grad() = grad.clone();
+  b.mutable_grad() = grad.clone();
+  first.step();
+  resumed.step();
+  EXPECT_TRUE(torch::equal(a, b));
+  StateDict bad = first.state();
+  bad[0].second = torch::zeros({3});
+  EXPECT_THROW(resumed.load_state(bad, "state"), Error);
+}
+
+TEST(Adam, ZeroGradSetsToNone) {
+  auto p = torch::randn({3}).requires_grad_(true);
+  Adam adam({p});
+  p.sum().backward();
+  ASSERT_TRUE(p.grad().defined());
+  adam.zero_grad();
+  EXPECT_FALSE(p.grad().defined());
+}
+
+TEST(LrSchedule, LinearMatchesTheReferenceFormula) {
+  LrSchedule schedule;  // 100 + 100 epochs
+  EXPECT_DOUBLE_EQ(schedule.factor(1), 1.0);
+  EXPECT_DOUBLE_EQ(schedule.factor(100), 1.0);
+  EXPECT_DOUBLE_EQ(schedule.factor(101), 1.0 - 1.0 / 101.0);
+  EXPECT_DOUBLE_EQ(schedule.factor(150), 1.0 - 50.0 / 101.0);
+  EXPECT_DOUBLE_EQ(schedule.factor(200), 1.0 - 100.0 / 101.0);
+  ScheduleOptions resumed;  // the reference's --epoch_count shifts nothing in the formula's value
+  resumed.epoch_count = 51;
+  EXPECT_DOUBLE_EQ(LrSchedule(resumed).factor(101), 1.0 - 1.0 / 101.0);
+}
+
+TEST(LrSchedule, StepCosinePlateau) {
+  ScheduleOptions step;
+  step.policy = LrPolicy::kStep;
+  step.lr_decay_epochs = 50;
+  LrSchedule s(step);
+  EXPECT_DOUBLE_EQ(s.factor(50), 1.0);
+  EXPECT_NEAR(s.factor(51), 0.1, 1e-12);
+  EXPECT_NEAR(s.factor(101), 0.01, 1e-12);
+
+  ScheduleOptions cosine;
+  cosine.policy = LrPolicy::kCosine;
+  LrSchedule c(cosine);
+  EXPECT_DOUBLE_EQ(c.factor(1), 1.0);
+  EXPECT_NEAR(c.factor(101), 0.5, 1e-12);
+  EXPECT_NEAR(c.factor(201), 0.0, 1e-12);
+
+  ScheduleOptions plateau;
+  plateau.policy = LrPolicy::kPlateau;
+  plateau.plateau_patience = 2;
+  LrSchedule p(plateau);
+  p.observe(1.0);
+  p.observe(0.995);  // less than 1% better: a bad epoch
+  p.observe(0.999);
+  EXPECT_DOUBLE_EQ(p.factor(3), 1.0);
+  p.observe(1.2);  // third bad epoch > patience 2: reduce
+  EXPECT_DOUBLE_EQ(p.factor(4), 0.2);
+  p.observe(0.5);
+  EXPECT_DOUBLE_EQ(p.factor(5), 0.2);
+  LrSchedule restored(plateau);
+  restored.load_state(p.state());
+  EXPECT_DOUBLE_EQ(restored.factor(5), 0.2);
+}
+
+TEST(LrSchedule, ParseNames) {
+  EXPECT_EQ(parse_lr_policy("cosine"), LrPolicy::kCosine);
+  EXPECT_THROW(parse_lr_policy("exponential"), Error);
+}
+
+}  // namespace
+}  // namespace pix2pix
