@@ -1,7 +1,5 @@
 // Translation: outputs equal the PyTorch reference's for the same weights (read from Python's
 // files, zip and legacy), the train/eval switch, size checks, and the translate command's files.
-#include "pix2pix/translator.h"
-
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -12,6 +10,7 @@
 #include "pix2pix/image_io.h"
 #include "pix2pix/pytorch_import.h"
 #include "pix2pix/transforms.h"
+#include "pix2pix/translator.h"
 #include "test_util.h"
 
 namespace pix2pix {
@@ -21,15 +20,17 @@ namespace fs = std::filesystem;
 using test::run_cli;
 using test::run_python;
 
-std::string ref_weights() { return std::string(PIX2PIX_SOURCE_DIR) + "/tests/reference/ref_weights.py " + test::shared_dir(); }
+std::string ref_weights() {
+  return std::string(PIX2PIX_SOURCE_DIR) + "/tests/reference/ref_weights.py " + test::shared_dir();
+}
 std::string reference_step() { return test::shared_dir() + "/bench/reference_step.py"; }
 
 // A 256x256 label map from the facades set (the B half of an aligned pair), as PNG.
 std::string facade_label_png(const std::string& dir) {
   const std::string path = dir + "/label.png";
-  auto made = run_python("-c \"from PIL import Image; Image.open('" + test::shared_dir() +
-                         "/data/facades/train/1.jpg').convert('RGB').crop((256, 0, 512, 256)).save('" +
-                         path + "')\"");
+  auto made = run_python(
+      "-c \"from PIL import Image; Image.open('" + test::shared_dir() +
+      "/data/facades/train/1.jpg').convert('RGB').crop((256, 0, 512, 256)).save('" + path + "')\"");
   EXPECT_EQ(made.exit_code, 0) << made.output;
   return path;
 }
@@ -70,7 +71,8 @@ TEST_F(TranslatorReference, PythonWeightsTranslateLikeReference) {
   for (const std::string format : {"zip", "legacy"}) {
     SCOPED_TRACE(format);
     const std::string weights = dir + "/G_" + format + ".pth";
-    auto saved = run_python(ref_weights() + " save " + weights + " 5 " + (format == "legacy" ? "legacy" : ""));
+    auto saved = run_python(ref_weights() + " save " + weights + " 5 " +
+                            (format == "legacy" ? "legacy" : ""));
     ASSERT_EQ(saved.exit_code, 0) << saved.output;
     const std::string reference_png = dir + "/reference_" + format + ".png";
     auto reference = run_python(reference_step() + " --load " + weights + " --image " + input +
@@ -99,7 +101,8 @@ TEST_F(TranslatorReference, FloatOutputsMatchReference) {
   torch::manual_seed(0);
   at::Tensor input = torch::rand({1, 3, 256, 256}) * 2 - 1;
   write_state_dict(dir + "/in.pt", {{"input", input}});
-  auto forward = run_python(ref_weights() + " forward " + weights + " " + dir + "/in.pt " + dir + "/out.pt");
+  auto forward =
+      run_python(ref_weights() + " forward " + weights + " " + dir + "/in.pt " + dir + "/out.pt");
   ASSERT_EQ(forward.exit_code, 0) << forward.output;
   at::Tensor expected = read_state_dict(dir + "/out.pt").at(0).second;
 
@@ -125,7 +128,8 @@ TEST_F(TranslatorReference, OurWeightsTranslateLikeReference) {
   ASSERT_EQ(reference.exit_code, 0) << reference.output;
   auto ours = run_cli("translate --weights " + weights + " --out " + dir + "/out " + input);
   ASSERT_EQ(ours.exit_code, 0) << ours.output;
-  const PixelDiff diff = compare(read_image(dir + "/out/label.png"), read_image(dir + "/reference.png"));
+  const PixelDiff diff =
+      compare(read_image(dir + "/out/label.png"), read_image(dir + "/reference.png"));
   EXPECT_LE(diff.max_diff, 1);
 }
 

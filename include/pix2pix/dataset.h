@@ -32,10 +32,10 @@ std::string to_string(Direction direction);
 
 /// How the images are laid out under the dataset root.
 enum class DatasetLayout {
-  kAuto,     ///< kPairedFolders if <root>/A and <root>/B exist, else kAligned
-  kAligned,  ///< <root>/<split>/*: each image is A (left half) | B (right half)
+  kAuto,           ///< kPairedFolders if <root>/A and <root>/B exist, else kAligned
+  kAligned,        ///< <root>/<split>/*: each image is A (left half) | B (right half)
   kPairedFolders,  ///< <root>/A/<split>/* and <root>/B/<split>/*, matched by file stem
-  kSingle,   ///< <root>/* or <root>/<split>/*: inputs only (translation); target left empty
+  kSingle,         ///< <root>/* or <root>/<split>/*: inputs only (translation); target left empty
 };
 
 /// "auto" | "aligned" | "paired" | "single".
@@ -45,8 +45,8 @@ DatasetLayout parse_layout(const std::string& name);
 
 /// Where and how to read a dataset. Defaults are the reference's.
 struct DatasetOptions {
-  std::string root;            ///< dataset folder
-  std::string split = "train"; ///< sub-folder: train, val, test
+  std::string root;             ///< dataset folder
+  std::string split = "train";  ///< sub-folder: train, val, test
   Direction direction = Direction::kAtoB;
   DatasetLayout layout = DatasetLayout::kAuto;
   int input_nc = 3;   ///< channels the input image is converted to (1..N)
@@ -115,26 +115,26 @@ struct DatasetProblem {
 
 /// What the decodable files of one side of a split hold.
 struct ImageSummary {
-  std::string side;  ///< "A|B" (aligned images), "A" or "B" (paired folders)
-  size_t files = 0;  ///< files that decoded
+  std::string side;                       ///< "A|B" (aligned images), "A" or "B" (paired folders)
+  size_t files = 0;                       ///< files that decoded
   std::map<std::string, size_t> sizes;    ///< "512x256" -> number of files
   std::map<std::string, size_t> formats;  ///< "JPEG rgb 8-bit, 3 channels" -> number of files
 };
 
 /// The findings for one split.
 struct SplitCheck {
-  std::string split;                    ///< train, val, test or another sub-folder's name
-  size_t pairs = 0;                     ///< aligned images, or A/B files matched by stem
-  std::vector<ImageSummary> images;     ///< one per side
-  std::vector<DatasetProblem> problems; ///< one per bad file (or folder), sorted by path
-  std::vector<std::string> ignored;     ///< files without an image extension (not problems)
+  std::string split;                     ///< train, val, test or another sub-folder's name
+  size_t pairs = 0;                      ///< aligned images, or A/B files matched by stem
+  std::vector<ImageSummary> images;      ///< one per side
+  std::vector<DatasetProblem> problems;  ///< one per bad file (or folder), sorted by path
+  std::vector<std::string> ignored;      ///< files without an image extension (not problems)
 };
 
 /// The findings for a whole dataset.
 struct DatasetCheck {
-  std::string root;                     ///< the dataset folder
+  std::string root;                                ///< the dataset folder
   DatasetLayout layout = DatasetLayout::kAligned;  ///< resolved (never kAuto)
-  std::vector<SplitCheck> splits;       ///< train, val, test first, then the others by name
+  std::vector<SplitCheck> splits;  ///< train, val, test first, then the others by name
   /// Problems over all splits (0: clean).
   size_t problem_count() const;
 };
@@ -154,7 +154,7 @@ struct CheckOptions {
 /// there is nothing to check: a missing root, no split folders, or a layout it cannot check.
 DatasetCheck check_dataset(const CheckOptions& options);
 
-/// How combine_folders builds aligned A|B images from two folders.
+/// How plan_combine / run_combine build aligned A|B images from two folders.
 struct CombineOptions {
   std::string folder_a;  ///< A/<split>/* or, flat, A/*
   std::string folder_b;  ///< B/<split>/* or, flat, B/*
@@ -181,7 +181,7 @@ struct CombineJob {
 
 /// What combine would do, found before anything is written.
 struct CombinePlan {
-  std::vector<CombineJob> jobs;          ///< sorted by split, then name
+  std::vector<CombineJob> jobs;  ///< by split (train, val, test, others), then A's file name
   std::vector<DatasetProblem> problems;  ///< unmatched files, duplicate stems, unreadable
                                          ///< headers, size mismatches (without resize)
 };

@@ -46,33 +46,33 @@ int run_model(const ModelFlags& flags) {
                               " needs)");
 
   if (flags.json) {
-    nlohmann::json out = {
-        {"generator",
-         {{"net", g.net},
-          {"norm", to_string(g.norm)},
-          {"ngf", g.ngf},
-          {"input_nc", g.input_nc},
-          {"output_nc", g.output_nc},
-          {"num_downs", g.num_downs},
-          {"dropout", g.dropout},
-          {"upsampling", to_string(g.upsampling)},
-          {"parameters", g_params},
-          {"size_multiple", generator->size_multiple()}}},
-        {"discriminator",
-         {{"net", d_options.net},
-          {"norm", to_string(d_options.norm)},
-          {"ndf", d_options.ndf},
-          {"n_layers", d_options.net == "basic" ? 3 : d_options.n_layers},
-          {"input_nc", d_options.input_nc},
-          {"parameters", d_params},
-          {"receptive_field", field},
-          {"output_shape", d_shape}}},
-        {"size", flags.size}};
+    nlohmann::json out = {{"generator",
+                           {{"net", g.net},
+                            {"norm", to_string(g.norm)},
+                            {"ngf", g.ngf},
+                            {"input_nc", g.input_nc},
+                            {"output_nc", g.output_nc},
+                            {"num_downs", g.num_downs},
+                            {"dropout", g.dropout},
+                            {"upsampling", to_string(g.upsampling)},
+                            {"parameters", g_params},
+                            {"size_multiple", generator->size_multiple()}}},
+                          {"discriminator",
+                           {{"net", d_options.net},
+                            {"norm", to_string(d_options.norm)},
+                            {"ndf", d_options.ndf},
+                            {"n_layers", d_options.net == "basic" ? 3 : d_options.n_layers},
+                            {"input_nc", d_options.input_nc},
+                            {"parameters", d_params},
+                            {"receptive_field", field},
+                            {"output_shape", d_shape}}},
+                          {"size", flags.size}};
     fmt::print("{}\n", out.dump(2));
   } else {
-    fmt::print("generator      {}  (norm {}, ngf {}, {} -> {} channels, dropout {}, upsampling {})\n",
-               g.net, to_string(g.norm), g.ngf, g.input_nc, g.output_nc, g.dropout ? "on" : "off",
-               to_string(g.upsampling));
+    fmt::print(
+        "generator      {}  (norm {}, ngf {}, {} -> {} channels, dropout {}, upsampling {})\n",
+        g.net, to_string(g.norm), g.ngf, g.input_nc, g.output_nc, g.dropout ? "on" : "off",
+        to_string(g.upsampling));
     if (g.num_downs > 0) fmt::print("  depth            {} downsamplings\n", g.num_downs);
     fmt::print("  parameters       {}\n", g_params);
     fmt::print("  input sides      multiples of {}\n", generator->size_multiple());

@@ -4,8 +4,8 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
-
 #include <functional>
+#include <vector>
 
 namespace pix2pix::cli {
 
@@ -20,5 +20,15 @@ struct Command {
 
 Command add_model_command(CLI::App& parent);
 Command add_translate_command(CLI::App& parent);
+
+/// `data` and its subcommands (check, combine, synth): cmd_data*.cpp.
+std::vector<Command> add_data_commands(CLI::App& parent);
+Command add_data_check_command(CLI::App& data);
+Command add_data_combine_command(CLI::App& data);
+Command add_data_synth_command(CLI::App& data);
+
+/// `bench` and its subcommands (loader; train and infer later): cmd_bench*.cpp.
+std::vector<Command> add_bench_commands(CLI::App& parent);
+Command add_bench_loader_command(CLI::App& bench);
 
 }  // namespace pix2pix::cli

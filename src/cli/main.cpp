@@ -25,10 +25,11 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
 
-  CLI::App app{"pix2pix: paired image-to-image translation with conditional GANs (Isola et al. 2017)"};
-  app.set_version_flag("--version", fmt::format("pix2pix {} (libtorch {}.{}.{})", PIX2PIX_VERSION,
-                                                TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR,
-                                                TORCH_VERSION_PATCH));
+  CLI::App app{
+      "pix2pix: paired image-to-image translation with conditional GANs (Isola et al. 2017)"};
+  app.set_version_flag("--version",
+                       fmt::format("pix2pix {} (libtorch {}.{}.{})", PIX2PIX_VERSION,
+                                   TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH));
   app.require_subcommand(1);
   app.fallthrough();
   int threads = 0;
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
       pix2pix::cli::add_model_command(app),
       pix2pix::cli::add_translate_command(app),
   };
+  for (auto* add : {&pix2pix::cli::add_data_commands, &pix2pix::cli::add_bench_commands})
+    for (auto& command : (*add)(app)) commands.push_back(std::move(command));
 
   try {
     app.parse(argc, argv);
@@ -50,14 +53,17 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::string command = "pix2pix";
-    for (const auto* sub : app.get_subcommands()) command += " " + sub->get_name();
+    for (const CLI::App* sub = &app; !sub->get_subcommands().empty();) {
+      sub = sub->get_subcommands().front();
+      command += " " + sub->get_name();
+    }
     fmt::print(stderr, "error: {} (see '{} --help')\n", first_line(e.what()), command);
     return 2;
   }
 
   // Debian's libtorch defaults to one thread; use every core unless told otherwise.
-  at::set_num_threads(threads > 0 ? threads
-                                  : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  at::set_num_threads(
+      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   try {
     for (const auto& command : commands)
       if (command.app->parsed()) return command.run();
