@@ -2,8 +2,19 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <fmt/core.h>
+
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <set>
 
 #include "pix2pix/error.h"
+#include "pix2pix/image_io.h"
+#include "pix2pix/pytorch_import.h"
 
 namespace pix2pix {
 
@@ -96,6 +107,449 @@ StepStats Pix2PixStep::step(const at::Tensor& real_a, const at::Tensor& real_b) 
   if (!objective_.no_gan) set_requires_grad(*discriminator_, true);
   stats.g_l1 = loss_l1.item<double>();
   return stats;
+}
+
+}  // namespace pix2pix
+
+// ---------------------------------------------------------------------------------------------
+// The training loop and the run directory.
+
+namespace pix2pix {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+Json options_json(const TrainOptions& o) {
+  const auto& g = o.generator;
+  const auto& d = o.discriminator;
+  const auto& t = o.transform;
+  return Json{
+      {"data", o.data},
+      {"name", o.name},
+      {"runs_dir", o.runs_dir},
+      {"direction", to_string(o.direction)},
+      {"netG", g.net},
+      {"ngf", g.ngf},
+      {"input_nc", g.input_nc},
+      {"output_nc", g.output_nc},
+      {"num_downs", g.num_downs},
+      {"norm", to_string(g.norm)},
+      {"dropout", g.dropout},
+      {"upsampling", to_string(g.upsampling)},
+      {"netD", d.net},
+      {"ndf", d.ndf},
+      {"n_layers_D", d.n_layers},
+      {"norm_D", to_string(d.norm)},
+      {"init_type", to_string(o.init.type)},
+      {"init_gain", o.init.gain},
+      {"gan_mode", to_string(o.objective.gan_mode)},
+      {"lambda_l1", o.objective.lambda_l1},
+      {"lambda_gp", o.objective.lambda_gp},
+      {"no_gan", o.objective.no_gan},
+      {"unconditional_d", o.objective.unconditional_d},
+      {"lr", o.adam.lr},
+      {"beta1", o.adam.beta1},
+      {"beta2", o.adam.beta2},
+      {"lr_d_ratio", o.lr_d_ratio},
+      {"lr_policy", to_string(o.schedule.policy)},
+      {"n_epochs", o.schedule.n_epochs},
+      {"n_epochs_decay", o.schedule.n_epochs_decay},
+      {"lr_decay_epochs", o.schedule.lr_decay_epochs},
+      {"preprocess", to_string(t.preprocess)},
+      {"load_size", t.load_size},
+      {"crop_size", to_string(CropSize{t.crop_height, t.crop_width})},
+      {"flip", t.flip},
+      {"resize_filter", to_string(t.filter)},
+      {"batch_size", o.loader.batch_size},
+      {"workers", o.loader.workers},
+      {"cache", o.loader.cache},
+      {"seed", o.seed},
+      {"max_steps", o.max_steps},
+      {"print_every", o.print_every},
+      {"sample_every", o.sample_every},
+      {"save_every_steps", o.save_every_steps},
+      {"save_every_epochs", o.save_every_epochs},
+      {"validate", o.validate},
+  };
+}
+
+// Writes `text` to `path` atomically: a temporary file in the same folder, then a rename.
+void write_text_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << text;
+    out.flush();
+    if (!out) {
+      std::error_code ignored;
+      fs::remove(tmp, ignored);
+      throw Error(path, "cannot write", ErrorKind::kRuntime);
+    }
+  }
+  std::error_code error;
+  fs::rename(tmp, path, error);
+  if (error) throw Error(path, "cannot write: " + error.message(), ErrorKind::kRuntime);
+}
+
+at::Tensor scalar(int64_t value) { return at::scalar_tensor(value, at::kLong); }
+
+// The G/D weights and everything else needed to continue exactly: optimiser moments, the epoch
+// and step reached, torch's generator (dropout), the gradient-penalty generator, the schedule.
+struct Checkpointer {
+  std::string dir;
+
+  void save(const std::string& prefix, Pix2PixStep& model) const {
+    write_state_dict(dir + "/" + prefix + "_net_G.pth", module_state_dict(model.generator()));
+    if (model.discriminator())
+      write_state_dict(dir + "/" + prefix + "_net_D.pth",
+                       module_state_dict(*model.discriminator()));
+  }
+
+  void save_state(Pix2PixStep& model, const LrSchedule& schedule, int64_t epoch, int64_t epoch_step,
+                  int64_t global_step, double best_val_l1) const {
+    save("latest", model);
+    StateDict state;
+    for (auto& [key, value] : model.optimizer_g().state())
+      state.emplace_back("optimizer_G." + key, value);
+    if (model.optimizer_d())
+      for (auto& [key, value] : model.optimizer_d()->state())
+        state.emplace_back("optimizer_D." + key, value);
+    state.emplace_back("epoch", scalar(epoch));
+    state.emplace_back("epoch_step", scalar(epoch_step));
+    state.emplace_back("global_step", scalar(global_step));
+    state.emplace_back("best_val_l1", at::scalar_tensor(best_val_l1, at::kDouble));
+    state.emplace_back("torch_rng",
+                       at::Tensor(at::detail::getDefaultCPUGenerator().get_state()).clone());
+    state.emplace_back("penalty_rng", at::Tensor(model.penalty_generator().get_state()).clone());
+    state.emplace_back("schedule", at::tensor(schedule.state(), at::kDouble));
+    write_state_dict(dir + "/latest_state.pt", state);
+  }
+};
+
+// Mean L1 and PSNR (8-bit scale: images in [0, 1]) of G in eval mode over a split.
+std::pair<double, double> evaluate(Generator& generator, Loader& loader) {
+  at::NoGradGuard no_grad;
+  const bool was_training = generator.is_training();
+  generator.eval();
+  loader.start_epoch(0);
+  double l1 = 0, psnr = 0;
+  int64_t count = 0;
+  while (auto batch = loader.next()) {
+    at::Tensor fake = generator.forward(batch->input);
+    for (int64_t i = 0; i < fake.size(0); ++i) {
+      at::Tensor diff = (fake[i] - batch->target[i]);
+      l1 += diff.abs().mean().item<double>();
+      const double mse = (diff / 2).pow(2).mean().item<double>();
+      psnr += 10.0 * std::log10(1.0 / std::max(mse, 1e-10));
+      ++count;
+    }
+  }
+  generator.train(was_training);
+  return {l1 / std::max<int64_t>(count, 1), psnr / std::max<int64_t>(count, 1)};
+}
+
+// real_A | fake_B | real_B for the first sample of a batch, as an 8-bit image.
+void write_sample(const std::string& path, Generator& generator, const Batch& batch) {
+  at::NoGradGuard no_grad;
+  at::Tensor fake = generator.forward(batch.input.narrow(0, 0, 1));
+  auto rgb = [](at::Tensor t) { return t.size(0) == 1 ? t.repeat({3, 1, 1}) : t.narrow(0, 0, 3); };
+  at::Tensor strip = at::cat({rgb(batch.input[0]), rgb(fake[0]), rgb(batch.target[0])}, 2);
+  write_png(path, tensor_to_image(strip));
+}
+
+std::string format_seconds(double seconds) {
+  const int64_t s = static_cast<int64_t>(seconds);
+  return fmt::format("{}:{:02d}:{:02d}", s / 3600, (s / 60) % 60, s % 60);
+}
+
+}  // namespace
+
+at::Generator& Pix2PixStep::penalty_generator() { return penalty_generator_; }
+
+std::string options_to_json(const TrainOptions& options) {
+  const Json values = options_json(options);
+  const Json defaults = options_json(TrainOptions{});
+  Json non_defaults = Json::array();
+  for (const auto& [key, value] : values.items())
+    if (key != "name" && key != "data" && defaults.at(key) != value) non_defaults.push_back(key);
+  return Json{{"options", values}, {"non_defaults", non_defaults}}.dump(2) + "\n";
+}
+
+TrainResult train(const TrainOptions& options, const std::function<void(const std::string&)>& log) {
+  auto say = [&](const std::string& line) {
+    if (log) log(line);
+  };
+  if (options.data.empty()) throw Error("--data", "a dataset folder is required");
+  if (options.name.empty() || options.name.find('/') != std::string::npos)
+    throw Error("--name", "'" + options.name + "' must be a plain folder name");
+  validate(options.transform);
+  const std::string run_dir = (fs::path(options.runs_dir) / options.name).string();
+  const std::string checkpoint_dir = run_dir + "/checkpoints";
+  const std::string state_path = checkpoint_dir + "/latest_state.pt";
+  if (options.resume && !fs::exists(state_path))
+    throw Error(run_dir, "nothing to resume: no checkpoints/latest_state.pt");
+  if (!options.resume && fs::exists(checkpoint_dir) && !fs::is_empty(checkpoint_dir))
+    throw Error(run_dir,
+                "a run with checkpoints exists; use --resume to continue it or another --name");
+
+  // Data first: a bad dataset fails before anything is written.
+  DatasetOptions data_options;
+  data_options.root = options.data;
+  data_options.split = "train";
+  data_options.direction = options.direction;
+  data_options.input_nc = static_cast<int>(options.generator.input_nc);
+  data_options.output_nc = static_cast<int>(options.generator.output_nc);
+  auto train_set = std::make_shared<const Dataset>(data_options);
+  std::shared_ptr<const Dataset> val_set;
+  const fs::path root(options.data);
+  if (options.validate && (fs::exists(root / "val") || fs::exists(root / "A" / "val"))) {
+    DatasetOptions val_options = data_options;
+    val_options.split = "val";
+    val_set = std::make_shared<const Dataset>(val_options);
+  }
+
+  // Models: seed, build G, build D, initialise G then D (the reference's order).
+  at::manual_seed(options.seed);
+  auto generator = make_generator(options.generator);
+  DiscriminatorOptions d_options = options.discriminator;
+  d_options.input_nc = options.objective.unconditional_d
+                           ? options.generator.output_nc
+                           : options.generator.input_nc + options.generator.output_nc;
+  std::shared_ptr<Discriminator> discriminator;
+  if (!options.objective.no_gan) discriminator = make_discriminator(d_options);
+  init_weights(*generator, options.init);
+  if (discriminator) init_weights(*discriminator, options.init);
+  const int64_t multiple = generator->size_multiple();
+  if (has_crop(options.transform.preprocess) && (options.transform.crop_height % multiple != 0 ||
+                                                 options.transform.crop_width % multiple != 0))
+    throw Error("--crop-size",
+                to_string(CropSize{options.transform.crop_height, options.transform.crop_width}) +
+                    " cannot be used with " + generator->options().net +
+                    ": sides must be multiples of " + std::to_string(multiple));
+
+  AdamOptions adam_d = options.adam;
+  adam_d.lr = options.adam.lr * options.lr_d_ratio;
+  Pix2PixStep model(generator, discriminator, options.objective, options.adam, adam_d,
+                    options.seed + 0x9e3779b97f4a7c15ULL);
+  LrSchedule schedule(options.schedule);
+
+  fs::create_directories(checkpoint_dir);
+  fs::create_directories(run_dir + "/samples");
+  const Checkpointer checkpointer{checkpoint_dir};
+  int64_t start_epoch = options.schedule.epoch_count, skip_steps = 0, global_step = 0;
+  double best_val_l1 = std::numeric_limits<double>::infinity();
+  if (options.resume) {
+    load_state_dict(*generator, read_state_dict(checkpoint_dir + "/latest_net_G.pth"),
+                    checkpoint_dir + "/latest_net_G.pth");
+    if (discriminator)
+      load_state_dict(*discriminator, read_state_dict(checkpoint_dir + "/latest_net_D.pth"),
+                      checkpoint_dir + "/latest_net_D.pth");
+    StateDict opt_g, opt_d;
+    at::Tensor torch_rng, penalty_rng;
+    for (const auto& [key, value] : read_state_dict(state_path)) {
+      if (key.rfind("optimizer_G.", 0) == 0)
+        opt_g.emplace_back(key.substr(12), value);
+      else if (key.rfind("optimizer_D.", 0) == 0)
+        opt_d.emplace_back(key.substr(12), value);
+      else if (key == "epoch")
+        start_epoch = value.item<int64_t>();
+      else if (key == "epoch_step")
+        skip_steps = value.item<int64_t>();
+      else if (key == "global_step")
+        global_step = value.item<int64_t>();
+      else if (key == "best_val_l1")
+        best_val_l1 = value.item<double>();
+      else if (key == "torch_rng")
+        torch_rng = value;
+      else if (key == "penalty_rng")
+        penalty_rng = value;
+      else if (key == "schedule") {
+        at::Tensor s = value.to(at::kDouble).contiguous();
+        schedule.load_state(
+            std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel()));
+      }
+    }
+    model.optimizer_g().load_state(opt_g, state_path);
+    if (model.optimizer_d()) model.optimizer_d()->load_state(opt_d, state_path);
+    if (!torch_rng.defined() || !penalty_rng.defined())
+      throw Error(state_path, "incomplete training state (no generator states)");
+    at::Generator default_generator = at::detail::getDefaultCPUGenerator();  // a handle
+    default_generator.set_state(torch_rng);
+    model.penalty_generator().set_state(penalty_rng);
+    // The run must continue with the options it started with, except those that only steer
+    // logging, speed or the length of the run.
+    std::ifstream stored_file(run_dir + "/options.json");
+    Json stored;
+    try {
+      stored = Json::parse(stored_file).at("options");
+    } catch (const std::exception&) {
+      throw Error(run_dir + "/options.json", "missing or unreadable: cannot check --resume");
+    }
+    const Json current = options_json(options);
+    std::string changed;
+    for (const auto& [key, value] : current.items()) {
+      static const std::set<std::string> kMayChange = {"data",
+                                                       "max_steps",
+                                                       "print_every",
+                                                       "sample_every",
+                                                       "save_every_steps",
+                                                       "save_every_epochs",
+                                                       "workers",
+                                                       "cache",
+                                                       "n_epochs",
+                                                       "n_epochs_decay",
+                                                       "validate"};
+      if (kMayChange.count(key) || (stored.contains(key) && stored.at(key) == value)) continue;
+      changed += (changed.empty() ? "" : ", ") + key + " (" +
+                 (stored.contains(key) ? stored.at(key).dump() : "unset") + " -> " + value.dump() +
+                 ")";
+    }
+    if (!changed.empty())
+      throw Error(run_dir, "--resume with options that differ from the run's: " + changed);
+    say(fmt::format("resuming {} at epoch {}, step {}", run_dir, start_epoch, global_step));
+  } else {
+    write_text_atomically(run_dir + "/options.json", options_to_json(options));
+    write_text_atomically(
+        run_dir + "/model.txt",
+        fmt::format(
+            "generator {}: {} parameters\ndiscriminator {}: {} parameters, receptive field {}\n",
+            generator->options().net, count_parameters(*generator), d_options.net,
+            discriminator ? count_parameters(*discriminator) : 0,
+            discriminator ? discriminator->receptive_field() : 0));
+    // The contract: torch's generator (dropout) is seeded right before the first step.
+    at::manual_seed(options.seed);
+  }
+
+  LoaderOptions loader_options = options.loader;
+  loader_options.seed = options.seed;
+  Loader loader(train_set, options.transform, loader_options);
+  std::unique_ptr<Loader> val_loader;
+  if (val_set) {
+    TransformOptions val_transform = options.transform;
+    val_transform.flip = false;
+    LoaderOptions val_loader_options = loader_options;
+    val_loader_options.shuffle = false;
+    val_loader_options.drop_last = false;
+    val_loader = std::make_unique<Loader>(val_set, val_transform, val_loader_options);
+  }
+
+  std::ofstream metrics(run_dir + "/metrics.jsonl", std::ios::app);
+  if (!metrics)
+    throw Error(run_dir + "/metrics.jsonl", "cannot open for writing", ErrorKind::kRuntime);
+  const int64_t last_epoch = options.schedule.n_epochs + options.schedule.n_epochs_decay +
+                             options.schedule.epoch_count - 1;
+  const int64_t steps_per_epoch = loader.batches_per_epoch();
+  say(fmt::format("training {} on {} ({} pairs, {} batches per epoch), epochs {}..{}", run_dir,
+                  options.data, train_set->size(), steps_per_epoch, start_epoch, last_epoch));
+  TrainResult result;
+  result.run_dir = run_dir;
+  const auto run_start = std::chrono::steady_clock::now();
+  const int64_t first_step = global_step;
+  StepStats sum;
+  int64_t in_interval = 0;
+  double data_seconds = 0, step_seconds = 0;
+  bool stop = false;
+  int64_t epoch = start_epoch;
+  for (; epoch <= last_epoch && !stop; ++epoch) {
+    const double lr = options.adam.lr * schedule.factor(epoch);
+    model.set_learning_rates(lr, lr * options.lr_d_ratio);
+    loader.start_epoch(epoch);
+    int64_t epoch_step = 0;
+    for (; epoch_step < skip_steps; ++epoch_step) loader.next();  // resuming mid-epoch
+    skip_steps = 0;
+    while (true) {
+      if (options.max_steps > 0 && global_step >= options.max_steps) {
+        stop = true;
+        break;
+      }
+      auto t0 = std::chrono::steady_clock::now();
+      auto batch = loader.next();
+      if (!batch) break;
+      auto t1 = std::chrono::steady_clock::now();
+      const StepStats stats = model.step(batch->input, batch->target);
+      auto t2 = std::chrono::steady_clock::now();
+      ++global_step;
+      ++epoch_step;
+      data_seconds += std::chrono::duration<double>(t1 - t0).count();
+      step_seconds += std::chrono::duration<double>(t2 - t1).count();
+      sum.g_gan += stats.g_gan, sum.g_l1 += stats.g_l1, sum.d_real += stats.d_real;
+      sum.d_fake += stats.d_fake, sum.gradient_penalty += stats.gradient_penalty;
+      sum.d_accuracy_real += stats.d_accuracy_real, sum.d_accuracy_fake += stats.d_accuracy_fake;
+      ++in_interval;
+      if (global_step % std::max<int64_t>(options.print_every, 1) == 0) {
+        const double n = static_cast<double>(in_interval);
+        Json row{{"kind", "train"},
+                 {"epoch", epoch},
+                 {"step", global_step},
+                 {"epoch_step", epoch_step},
+                 {"G_GAN", sum.g_gan / n},
+                 {"G_L1", sum.g_l1 / n},
+                 {"D_real", sum.d_real / n},
+                 {"D_fake", sum.d_fake / n},
+                 {"D_acc_real", sum.d_accuracy_real / n},
+                 {"D_acc_fake", sum.d_accuracy_fake / n},
+                 {"GP", sum.gradient_penalty / n},
+                 {"lr", lr},
+                 {"step_s", step_seconds / n},
+                 {"data_s", data_seconds / n}};
+        metrics << row.dump() << "\n" << std::flush;
+        const double elapsed =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
+        const int64_t total =
+            options.max_steps > 0
+                ? options.max_steps
+                : (last_epoch - options.schedule.epoch_count + 1) * steps_per_epoch;
+        const double rate = static_cast<double>(global_step - first_step) / std::max(elapsed, 1e-9);
+        say(fmt::format(
+            "epoch {} step {}/{}  G_GAN {:.3f} G_L1 {:.4f} D_real {:.3f} D_fake {:.3f} D_acc "
+            "{:.0f}%/{:.0f}%  {:.2f} it/s  ETA {}",
+            epoch, global_step, total, sum.g_gan / n, sum.g_l1 / n, sum.d_real / n, sum.d_fake / n,
+            100 * sum.d_accuracy_real / n, 100 * sum.d_accuracy_fake / n, rate,
+            format_seconds(static_cast<double>(std::max<int64_t>(0, total - global_step)) /
+                           std::max(rate, 1e-9))));
+        sum = StepStats{};
+        in_interval = 0;
+        data_seconds = step_seconds = 0;
+      }
+      if (options.sample_every > 0 && global_step % options.sample_every == 0)
+        write_sample(fmt::format("{}/samples/step{:07d}.png", run_dir, global_step), *generator,
+                     *batch);
+      if (options.save_every_steps > 0 && global_step % options.save_every_steps == 0)
+        checkpointer.save_state(model, schedule, epoch, epoch_step, global_step, best_val_l1);
+    }
+    if (stop) {
+      // Stopped inside the epoch: the checkpoint continues it where it left off.
+      checkpointer.save_state(model, schedule, epoch, epoch_step, global_step, best_val_l1);
+      break;
+    }
+    // End of the epoch: validation, schedule, checkpoints.
+    if (val_loader) {
+      const auto [val_l1, val_psnr] = evaluate(*generator, *val_loader);
+      metrics << Json{{"kind", "val"},
+                      {"epoch", epoch},
+                      {"step", global_step},
+                      {"val_L1", val_l1},
+                      {"val_PSNR", val_psnr}}
+                     .dump()
+              << "\n"
+              << std::flush;
+      say(fmt::format("epoch {} validation: L1 {:.4f}  PSNR {:.2f} dB", epoch, val_l1, val_psnr));
+      schedule.observe(val_l1);
+      result.last_val_l1 = val_l1;
+      if (val_l1 < best_val_l1) {
+        best_val_l1 = val_l1;
+        checkpointer.save("best", model);
+      }
+    }
+    if (options.save_every_epochs > 0 && epoch % options.save_every_epochs == 0)
+      checkpointer.save(std::to_string(epoch), model);
+    checkpointer.save_state(model, schedule, epoch + 1, 0, global_step, best_val_l1);
+  }
+  result.steps = global_step;
+  result.epoch = std::min(epoch, last_epoch);
+  return result;
 }
 
 }  // namespace pix2pix

@@ -7,12 +7,18 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <memory>
+#include <string>
 
+#include "pix2pix/dataset.h"
 #include "pix2pix/discriminator.h"
 #include "pix2pix/generator.h"
+#include "pix2pix/init.h"
+#include "pix2pix/loader.h"
 #include "pix2pix/losses.h"
 #include "pix2pix/optim.h"
+#include "pix2pix/transforms.h"
 
 namespace pix2pix {
 
@@ -54,6 +60,8 @@ class Pix2PixStep {
   Adam& optimizer_g() { return optimizer_g_; }
   Adam* optimizer_d() { return optimizer_d_.get(); }
   const ObjectiveOptions& objective() const { return objective_; }
+  /// The gradient penalty's random generator (its state goes into checkpoints).
+  at::Generator& penalty_generator();
 
  private:
   at::Tensor discriminate(const at::Tensor& real_a, const at::Tensor& image);
@@ -65,5 +73,48 @@ class Pix2PixStep {
   std::unique_ptr<Adam> optimizer_d_;
   at::Generator penalty_generator_;
 };
+
+/// Everything a training run needs. Defaults are the paper's (unet_256, basic D, batch norm,
+/// vanilla GAN + 100 * L1, Adam 2e-4 / 0.5, 100 + 100 epochs with linear decay, batch 1).
+struct TrainOptions {
+  std::string data;                 ///< dataset root (aligned or paired folders)
+  std::string name = "experiment";  ///< run name: the run lives in runs_dir/name
+  std::string runs_dir = "runs";
+  Direction direction = Direction::kAtoB;
+  GeneratorOptions generator;
+  DiscriminatorOptions discriminator;  ///< input_nc is derived (conditional or not)
+  InitOptions init;
+  ObjectiveOptions objective;
+  AdamOptions adam;         ///< G's optimiser; D's is the same with lr * lr_d_ratio
+  double lr_d_ratio = 1.0;  ///< D's learning rate relative to G's (the paper: 1)
+  ScheduleOptions schedule;
+  TransformOptions transform;
+  LoaderOptions loader;           ///< batch size, workers, cache; its seed is set from `seed`
+  uint64_t seed = 0;              ///< initialisation, data order, jitter and dropout
+  int64_t max_steps = 0;          ///< stop after this many steps in total (0: run every epoch)
+  int64_t print_every = 100;      ///< steps between progress lines and metrics.jsonl rows
+  int64_t sample_every = 400;     ///< steps between sample strips (0: only at epoch ends)
+  int64_t save_every_steps = 0;   ///< steps between latest_* checkpoints (0: epoch ends)
+  int64_t save_every_epochs = 5;  ///< epochs between <epoch>_net_*.pth snapshots (0: never)
+  bool validate = true;           ///< evaluate L1/PSNR on the `val` split after each epoch
+  bool resume = false;            ///< continue from the run's latest checkpoint
+};
+
+/// Writes `options` as JSON: {"options": {...}, "non_defaults": [keys differing from defaults]}.
+std::string options_to_json(const TrainOptions& options);
+
+/// What a finished (or stopped) run did.
+struct TrainResult {
+  std::string run_dir;
+  int64_t steps = 0;        ///< steps done in total, including those before a resume
+  int64_t epoch = 0;        ///< the last epoch worked on
+  double last_val_l1 = -1;  ///< mean validation L1 of the last validation (-1: none)
+};
+
+/// Trains as `options` says, writing the run directory (options.json, model.txt, metrics.jsonl,
+/// checkpoints/, samples/). `log` receives one line per progress report. Throws pix2pix::Error
+/// for bad data or options, and refuses to touch an existing run without `resume`.
+TrainResult train(const TrainOptions& options,
+                  const std::function<void(const std::string&)>& log = nullptr);
 
 }  // namespace pix2pix

@@ -1,0 +1,140 @@
+// `pix2pix train`: maps flags onto TrainOptions and runs the trainer. Defaults are the paper's.
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include "commands.h"
+#include "network_flags.h"
+#include "pix2pix/error.h"
+#include "pix2pix/trainer.h"
+
+namespace pix2pix::cli {
+
+namespace {
+
+struct TrainFlags {
+  TrainOptions options;
+  GeneratorFlags generator;
+  DiscriminatorFlags discriminator;
+  InitFlags init;
+  std::string direction = "AtoB", gan_mode = "vanilla", lr_policy = "linear";
+  std::string preprocess = "resize_and_crop", crop_size = "256", resize_filter = "bicubic";
+  bool no_flip = false, no_validate = false;
+};
+
+int run_train(TrainFlags& flags) {
+  TrainOptions options = flags.options;
+  options.generator = flags.generator.resolve();
+  options.discriminator = flags.discriminator.resolve(options.generator);
+  options.init = flags.init.resolve();
+  options.direction = parse_direction(flags.direction);
+  options.objective.gan_mode = parse_gan_mode(flags.gan_mode);
+  options.schedule.policy = parse_lr_policy(flags.lr_policy);
+  options.transform.preprocess = parse_preprocess(flags.preprocess);
+  const CropSize crop = parse_crop_size(flags.crop_size);
+  options.transform.crop_height = crop.height;
+  options.transform.crop_width = crop.width;
+  options.transform.filter = parse_resize_filter(flags.resize_filter);
+  options.transform.flip = !flags.no_flip;
+  options.validate = !flags.no_validate;
+  const TrainResult result = train(options, [](const std::string& line) {
+    fmt::print("{}\n", line);
+    std::fflush(stdout);
+  });
+  fmt::print("done: {} steps, epoch {}; checkpoints in {}/checkpoints\n", result.steps,
+             result.epoch, result.run_dir);
+  return 0;
+}
+
+}  // namespace
+
+Command add_train_command(CLI::App& parent) {
+  auto flags = std::make_shared<TrainFlags>();
+  TrainOptions& o = flags->options;
+  CLI::App* app = parent.add_subcommand("train", "Train a pix2pix model (defaults: the paper's)");
+  app->add_option("--data", o.data, "dataset folder (aligned A|B images or A/ B/ folders)")
+      ->required();
+  app->add_option("--name", o.name, "run name: the run lives in RUNS_DIR/NAME")
+      ->capture_default_str();
+  app->add_option("--runs-dir", o.runs_dir, "folder of runs")->capture_default_str();
+  app->add_option("--direction", flags->direction, "AtoB or BtoA (facades labels->photos: BtoA)")
+      ->check(CLI::IsMember({"AtoB", "BtoA"}))
+      ->capture_default_str();
+  flags->generator.add_to(app);
+  flags->discriminator.add_to(app);
+  flags->init.add_to(app);
+  app->add_option("--gan-mode", flags->gan_mode, "GAN loss: vanilla, lsgan or wgangp")
+      ->check(CLI::IsMember({"vanilla", "lsgan", "wgangp"}))
+      ->capture_default_str();
+  app->add_option("--lambda-l1", o.objective.lambda_l1, "weight of the L1 loss")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--lambda-gp", o.objective.lambda_gp, "weight of the gradient penalty (0: off)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_flag("--no-gan", o.objective.no_gan, "ablation: L1 only");
+  app->add_flag("--unconditional-d", o.objective.unconditional_d,
+                "ablation: D sees only the output image");
+  app->add_option("--lr", o.adam.lr, "Adam learning rate")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app->add_option("--beta1", o.adam.beta1, "Adam beta1")
+      ->check(CLI::Range(0.0, 0.999999))
+      ->capture_default_str();
+  app->add_option("--beta2", o.adam.beta2, "Adam beta2")
+      ->check(CLI::Range(0.0, 0.999999))
+      ->capture_default_str();
+  app->add_option("--lr-d-ratio", o.lr_d_ratio, "D's learning rate / G's")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app->add_option("--lr-policy", flags->lr_policy, "linear, step, cosine or plateau")
+      ->check(CLI::IsMember({"linear", "step", "cosine", "plateau"}))
+      ->capture_default_str();
+  app->add_option("--n-epochs", o.schedule.n_epochs, "epochs at the initial learning rate")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--n-epochs-decay", o.schedule.n_epochs_decay, "epochs of linear decay")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--lr-decay-epochs", o.schedule.lr_decay_epochs, "step policy: epochs per x0.1")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app->add_option("--preprocess", flags->preprocess,
+                  "resize_and_crop, crop, scale_width, scale_width_and_crop or none")
+      ->capture_default_str();
+  app->add_option("--load-size", o.transform.load_size, "resize target")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app->add_option("--crop-size", flags->crop_size, "crop: N or HxW")->capture_default_str();
+  app->add_option("--resize-filter", flags->resize_filter, "bicubic, bilinear or nearest")
+      ->capture_default_str();
+  app->add_flag("--no-flip", flags->no_flip, "no random horizontal flips");
+  app->add_option("--batch-size", o.loader.batch_size, "images per step")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app->add_option("--workers", o.loader.workers, "data loading threads")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
+  app->add_flag("--cache", o.loader.cache, "keep decoded images in memory");
+  app->add_option("--seed", o.seed, "seed of initialisation, data order, jitter, dropout")
+      ->capture_default_str();
+  app->add_option("--max-steps", o.max_steps, "stop after N steps in total (0: all epochs)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--print-every", o.print_every, "steps between progress lines")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  app->add_option("--sample-every", o.sample_every, "steps between sample images (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--save-every-steps", o.save_every_steps, "steps between latest checkpoints")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_option("--save-every-epochs", o.save_every_epochs, "epochs between snapshots")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_flag("--no-validate", flags->no_validate, "skip validation on the val split");
+  app->add_flag("--resume", o.resume, "continue the run NAME from its latest checkpoint");
+  return {app, [flags] { return run_train(*flags); }};
+}
+
+}  // namespace pix2pix::cli
