@@ -20,6 +20,7 @@
 
 #include "detail/image_codecs.h"
 #include "pix2pix/error.h"
+#include "pix2pix/transforms.h"
 
 namespace pix2pix {
 namespace {
@@ -259,87 +260,6 @@ Image to_uint16(const Image& image) {
       const float v = std::isnan(src[i]) ? 0.0f : std::min(1.0f, std::max(0.0f, src[i]));
       dst[i] = uint16_t(std::lround(v * 65535.0f));
     }
-  }
-  return out;
-}
-
-// Pillow's BICUBIC kernel (a = -0.5).
-double bicubic_kernel(double x) {
-  constexpr double a = -0.5;
-  x = std::fabs(x);
-  if (x < 1.0) return ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0;
-  if (x < 2.0) return (((x - 5.0) * x + 8.0) * x - 4.0) * a;
-  return 0.0;
-}
-
-// Per output position: the first input index and normalised weights, computed as Pillow's
-// precompute_coeffs does (the kernel widened by the scale when shrinking: antialiasing).
-struct ResampleWeights {
-  std::vector<int> first;
-  std::vector<std::vector<double>> weights;
-};
-
-ResampleWeights bicubic_weights(int in_size, int out_size) {
-  const double scale = double(in_size) / double(out_size);
-  const double filter_scale = std::max(scale, 1.0);
-  const double support = 2.0 * filter_scale;
-  ResampleWeights result;
-  result.first.resize(size_t(out_size));
-  result.weights.resize(size_t(out_size));
-  for (int out = 0; out < out_size; ++out) {
-    const double center = (out + 0.5) * scale;
-    const int first = std::max(int(center - support + 0.5), 0);
-    const int last = std::min(int(center + support + 0.5), in_size);
-    std::vector<double>& weights = result.weights[size_t(out)];
-    double total = 0.0;
-    for (int x = first; x < last; ++x) {
-      weights.push_back(bicubic_kernel((x - center + 0.5) / filter_scale));
-      total += weights.back();
-    }
-    if (total != 0.0)
-      for (double& w : weights) w /= total;
-    result.first[size_t(out)] = first;
-  }
-  return result;
-}
-
-// One separable pass along x (horizontal) or y, rounding to T as Pillow does between passes.
-template <typename T>
-Image resample_pass(const Image& in, int out_size, bool horizontal) {
-  const int width = horizontal ? out_size : in.width;
-  const int height = horizontal ? in.height : out_size;
-  const ResampleWeights weights = bicubic_weights(horizontal ? in.width : in.height, out_size);
-  Image out(width, height, in.channels, in.type);
-  const double max_value = in.max_value();
-  for (int y = 0; y < height; ++y) {
-    for (int x = 0; x < width; ++x) {
-      const int index = horizontal ? x : y;
-      const std::vector<double>& w = weights.weights[size_t(index)];
-      const int first = weights.first[size_t(index)];
-      for (int c = 0; c < in.channels; ++c) {
-        double sum = 0.0;
-        for (size_t k = 0; k < w.size(); ++k) {
-          const int source = first + int(k);
-          sum += w[k] * double(horizontal ? in.at<T>(y, source, c) : in.at<T>(source, x, c));
-        }
-        out.at<T>(y, x, c) = T(std::min(max_value, std::max(0.0, std::floor(sum + 0.5))));
-      }
-    }
-  }
-  return out;
-}
-
-// Separable bicubic resize with antialiasing, Pillow's BICUBIC (horizontal pass first), for 8-
-// and 16-bit images. Within a level of Pillow (Pillow sums in fixed point, this in double).
-Image resize_bicubic(const Image& image, int width, int height) {
-  Image out = image;
-  const bool wide = image.type == SampleType::kUint16;
-  if (out.width != width)
-    out =
-        wide ? resample_pass<uint16_t>(out, width, true) : resample_pass<uint8_t>(out, width, true);
-  if (out.height != height) {
-    out = wide ? resample_pass<uint16_t>(out, height, false)
-               : resample_pass<uint8_t>(out, height, false);
   }
   return out;
 }
@@ -794,7 +714,7 @@ Image combine_pair(Image a, Image b, bool resize, const std::string& path_a,
                                       size_string(a.width, a.height), path_b,
                                       size_string(b.width, b.height)));
     }
-    b = resize_bicubic(b, a.width, a.height);
+    b = resize_image(b, a.width, a.height, ResizeFilter::kBicubic);  // as Pillow, within 2 levels
   }
   return join_aligned(a, b, path_a);
 }

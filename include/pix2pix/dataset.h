@@ -162,7 +162,7 @@ struct CombineOptions {
   /// Splits to combine; empty: every sub-folder holding images. With flat inputs at most one
   /// name, which then becomes the output sub-folder (out/<name>/<stem>.png).
   std::vector<std::string> splits;
-  /// Resize B to A's size (separable bicubic with antialiasing, Pillow's BICUBIC filter) instead
+  /// Resize B to A's size (transforms.h resize_image, bicubic: within 2 levels of Pillow) instead
   /// of refusing pairs of different sizes.
   bool resize = false;
   int threads = 0;      ///< decoding / encoding threads; 0: all cores
