@@ -1,20 +1,25 @@
 #!/usr/bin/env bash
-# The README's first command: set up, build, and run the demo on built-in data.
-# Today it shows the model zoo (architectures, parameter counts, receptive fields), writes freshly
-# initialised reference-compatible weights and translates the built-in label map with them.
+# The README's first command: set up, build, and run the demo on built-in data:
+# the synthetic facades dataset (label maps | rendered photos) -> a short pix2pix training run at
+# 128x128 -> translations of held-out label maps. Outputs go to runs/demo/ (DEMO_OUT to change).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh
 out=${DEMO_OUT:-runs/demo}
+epochs=${DEMO_EPOCHS:-3}
+rm -rf "$out"
 mkdir -p "$out"
-echo "== the paper's networks: U-Net 256 generator, 70x70 PatchGAN discriminator"
-build/pix2pix model --netG unet_256 --netD basic --save-G "$out/init_net_G.pth" --seed 0
-echo "== the other discriminators"
-for d in pixel "n_layers --n-layers-D 1" "n_layers --n-layers-D 5" image; do
-  build/pix2pix model --netD $d --json | grep -E '"(net|receptive_field|parameters)"' | tail -3 | tr -d '\n '
-  echo
-done
-echo "== translate the built-in label map with the (untrained) generator"
-build/pix2pix translate --weights "$out/init_net_G.pth" --out "$out/translated" docs/demo_label.png
-echo "demo outputs are in $out/"
+echo "== the paper's networks"
+build/pix2pix model --netG unet_256 --netD basic
+echo "== built-in data: synthetic facades, label map | photo"
+build/pix2pix data synth --out "$out/data" --train 200 --val 20 --test 8 --size 128
+build/pix2pix data check "$out/data"
+echo "== training labels -> photos (unet_128, 70x70 PatchGAN, $epochs epochs)"
+build/pix2pix train --data "$out/data" --runs-dir "$out" --name facades_synth --netG unet_128 \
+  --load-size 143 --crop-size 128 --n-epochs $((epochs - epochs / 2)) --n-epochs-decay $((epochs / 2)) \
+  --print-every 50 --sample-every 100
+echo "== translating the held-out label maps (left halves of data/test/*.png)"
+build/pix2pix translate --weights "$out/facades_synth/checkpoints/latest_net_G.pth" --netG unet_128 \
+  --aligned --out "$out/translated" "$out"/data/test/*.png
+echo "demo outputs: $out/facades_synth (checkpoints, metrics.jsonl, samples/), $out/translated"

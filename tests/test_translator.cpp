@@ -194,6 +194,13 @@ TEST(TranslateCommand, WritesOneImagePerInputAndChecksFirst) {
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.output.find("odd.png"), std::string::npos) << bad.output;
   EXPECT_FALSE(fs::exists(dir + "/out2/a.png"));
+  // Aligned A|B inputs: the input half is translated, the output has its size.
+  Image pair(512, 128, 3);
+  write_png(dir + "/pair.png", pair);
+  auto aligned = run_cli("translate --netG unet_128 --ngf 8 --aligned --direction BtoA --weights " +
+                         weights + " --out " + dir + "/out4 " + dir + "/pair.png");
+  ASSERT_EQ(aligned.exit_code, 0) << aligned.output;
+  EXPECT_EQ(read_image(dir + "/out4/pair.png").width, 256);
   // Wrong architecture for the weights: strict loading names the problem.
   auto mismatch = run_cli("translate --netG unet_256 --weights " + weights + " --out " + dir +
                           "/out3 " + dir + "/a.png");

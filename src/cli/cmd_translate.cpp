@@ -9,6 +9,7 @@
 
 #include "commands.h"
 #include "network_flags.h"
+#include "pix2pix/dataset.h"
 #include "pix2pix/error.h"
 #include "pix2pix/pytorch_import.h"
 #include "pix2pix/translator.h"
@@ -26,6 +27,8 @@ struct TranslateFlags {
   std::vector<std::string> inputs;
   bool eval_mode = false;
   bool train_mode = false;
+  bool aligned = false;          // inputs are A|B pairs: translate the input half
+  std::string direction = "AtoB";
 };
 
 int run_translate(const TranslateFlags& flags) {
@@ -41,7 +44,9 @@ int run_translate(const TranslateFlags& flags) {
   std::vector<std::pair<std::string, std::string>> jobs;
   for (const auto& input : flags.inputs) {
     const ImageInfo info = read_image_info(input);
-    translator.check_size(info.width, info.height, input);
+    if (flags.aligned && info.width % 2 != 0)
+      throw Error(input, "odd width " + std::to_string(info.width) + ": not an aligned A|B pair");
+    translator.check_size(flags.aligned ? info.width / 2 : info.width, info.height, input);
     const std::string output = (fs::path(flags.out) / fs::path(input).stem()).string() + ".png";
     auto [it, inserted] = output_of.emplace(output, input);
     if (!inserted)
@@ -58,7 +63,11 @@ int run_translate(const TranslateFlags& flags) {
   for (const auto& [input, output] : jobs) {
     ReadOptions read_options;
     read_options.channels = static_cast<int>(options.input_nc);
-    const Image image = read_image(input, read_options);
+    Image image = read_image(input, read_options);
+    if (flags.aligned) {
+      auto [a, b] = split_aligned(image, input);
+      image = parse_direction(flags.direction) == Direction::kAtoB ? std::move(a) : std::move(b);
+    }
     const auto start = std::chrono::steady_clock::now();
     const Image result = translator.translate(image, input);
     const double seconds =
@@ -86,6 +95,11 @@ Command add_translate_command(CLI::App& parent) {
   app->add_flag("--train-mode", flags->train_mode,
                 "the paper's test-time behaviour: batch statistics and dropout on")
       ->excludes(eval_flag);
+  app->add_flag("--aligned", flags->aligned,
+                "inputs are aligned A|B pairs (as in a dataset): translate the input half");
+  app->add_option("--direction", flags->direction, "with --aligned: AtoB (input A) or BtoA")
+      ->check(CLI::IsMember({"AtoB", "BtoA"}))
+      ->capture_default_str();
   app->add_option("images", flags->inputs, "images to translate (PNG, JPEG, TIFF)")
       ->required()
       ->check(CLI::ExistingFile);
