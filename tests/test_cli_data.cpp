@@ -14,6 +14,7 @@ namespace pix2pix {
 namespace {
 
 namespace fs = std::filesystem;
+using test::put_image;
 using test::run_cli;
 using test::shell_quote;
 
@@ -21,13 +22,6 @@ Image make_image(int width, int height, int channels, int seed) {
   Image image(width, height, channels);
   for (size_t i = 0; i < image.data.size(); ++i) image.data[i] = uint8_t((seed * 53 + i) % 256);
   return image;
-}
-
-std::string put(const std::string& root, const std::string& relative, const Image& image) {
-  const fs::path path = fs::path(root) / relative;
-  fs::create_directories(path.parent_path());
-  write_png(path.string(), image);
-  return path.string();
 }
 
 bool contains(const std::string& text, const std::string& part) {
@@ -85,14 +79,15 @@ TEST(CliData, CheckFacadesCountsEverySplit) {
 
 TEST(CliData, CheckNamesTruncatedAndOddWidthFilesAndExitsOne) {
   const std::string root = test::temp_dir();
-  put(root, "train/good.png", make_image(8, 4, 3, 1));
-  const std::string odd = put(root, "train/odd.png", make_image(7, 4, 3, 2));
+  put_image(root, "train/good.png", make_image(8, 4, 3, 1));
+  const std::string odd = put_image(root, "train/odd.png", make_image(7, 4, 3, 2));
   const std::string truncated = root + "/train/truncated.jpg";
   const std::string facades_jpeg = test::shared_dir() + "/data/facades/train/1.jpg";
   if (fs::exists(facades_jpeg)) {
     fs::copy_file(facades_jpeg, truncated);
   } else {
-    put(root, "train/truncated.jpg", make_image(64, 64, 3, 3));  // a PNG: still truncated below
+    put_image(root, "train/truncated.jpg",
+              make_image(64, 64, 3, 3));  // a PNG: still truncated below
   }
   fs::resize_file(truncated, fs::file_size(truncated) / 2);
 
@@ -111,11 +106,11 @@ TEST(CliData, CheckNamesTruncatedAndOddWidthFilesAndExitsOne) {
 
 TEST(CliData, CheckPairedFoldersNamesUnmatchedAndMismatchedFiles) {
   const std::string root = test::temp_dir();
-  put(root, "A/train/a.png", make_image(4, 4, 3, 1));
-  put(root, "B/train/a.png", make_image(4, 4, 3, 2));
-  const std::string lonely = put(root, "A/train/b.png", make_image(4, 4, 3, 3));
-  const std::string big_a = put(root, "A/val/c.png", make_image(4, 4, 3, 4));
-  const std::string big_b = put(root, "B/val/c.png", make_image(6, 4, 3, 5));
+  put_image(root, "A/train/a.png", make_image(4, 4, 3, 1));
+  put_image(root, "B/train/a.png", make_image(4, 4, 3, 2));
+  const std::string lonely = put_image(root, "A/train/b.png", make_image(4, 4, 3, 3));
+  const std::string big_a = put_image(root, "A/val/c.png", make_image(4, 4, 3, 4));
+  const std::string big_b = put_image(root, "B/val/c.png", make_image(6, 4, 3, 5));
   const auto result = run_cli("data check " + shell_quote(root));
   EXPECT_EQ(result.exit_code, 1) << result.output;
   EXPECT_TRUE(contains(result.output, "train: 1 pair, 1 bad")) << result.output;
@@ -148,8 +143,8 @@ TEST(CliData, CombineRoundTripsThroughTheAlignedDataset) {
   int seed = 0;
   for (const std::string name : {"train/x", "train/y", "val/z"}) {
     pairs[name] = {make_image(6, 4, 3, ++seed), make_image(6, 4, 3, ++seed * 11)};
-    put(root, "A/" + name + ".png", pairs[name].first);
-    put(root, "B/" + name + ".png", pairs[name].second);
+    put_image(root, "A/" + name + ".png", pairs[name].first);
+    put_image(root, "B/" + name + ".png", pairs[name].second);
   }
   const std::string out = root + "/AB";
   const auto result = run_cli("data combine --a " + root + "/A --b " + root + "/B --out " + out);
@@ -172,8 +167,8 @@ TEST(CliData, CombineRoundTripsThroughTheAlignedDataset) {
   }
 
   // Flat folders with a split name go to OUT/<name>/.
-  put(root, "flatA/p.png", pairs["val/z"].first);
-  put(root, "flatB/p.png", pairs["val/z"].second);
+  put_image(root, "flatA/p.png", pairs["val/z"].first);
+  put_image(root, "flatB/p.png", pairs["val/z"].second);
   const auto flat = run_cli("data combine --a " + root + "/flatA --b " + root + "/flatB --out " +
                             root + "/flatAB --split test");
   ASSERT_EQ(flat.exit_code, 0) << flat.output;
@@ -183,10 +178,10 @@ TEST(CliData, CombineRoundTripsThroughTheAlignedDataset) {
 
 TEST(CliData, CombineRefusesSizeMismatchWithoutResizeAndWritesNothing) {
   const std::string root = test::temp_dir();
-  put(root, "A/train/same.png", make_image(6, 4, 3, 1));
-  put(root, "B/train/same.png", make_image(6, 4, 3, 2));
-  const std::string a = put(root, "A/train/x.png", make_image(6, 4, 3, 3));
-  const std::string b = put(root, "B/train/x.png", make_image(10, 8, 1, 4));
+  put_image(root, "A/train/same.png", make_image(6, 4, 3, 1));
+  put_image(root, "B/train/same.png", make_image(6, 4, 3, 2));
+  const std::string a = put_image(root, "A/train/x.png", make_image(6, 4, 3, 3));
+  const std::string b = put_image(root, "B/train/x.png", make_image(10, 8, 1, 4));
   const std::string out = root + "/AB";
   const std::string args = "data combine --a " + root + "/A --b " + root + "/B --out " + out;
   const auto refused = run_cli(args);
@@ -209,9 +204,9 @@ TEST(CliData, CombineRefusesSizeMismatchWithoutResizeAndWritesNothing) {
 TEST(CliData, CombineListsEveryUnmatchedFileAndWritesNothing) {
   const std::string root = test::temp_dir();
   for (const std::string stem : {"a", "b", "c"})
-    put(root, "A/" + stem + ".png", make_image(4, 4, 3, 1));
+    put_image(root, "A/" + stem + ".png", make_image(4, 4, 3, 1));
   for (const std::string stem : {"a", "d", "e"})
-    put(root, "B/" + stem + ".png", make_image(4, 4, 3, 2));
+    put_image(root, "B/" + stem + ".png", make_image(4, 4, 3, 2));
   const std::string out = root + "/AB";
   const auto result = run_cli("data combine --a " + root + "/A --b " + root + "/B --out " + out);
   EXPECT_EQ(result.exit_code, 2) << result.output;

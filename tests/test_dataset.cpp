@@ -14,6 +14,7 @@ namespace pix2pix {
 namespace {
 
 namespace fs = std::filesystem;
+using test::put_image;
 
 // An 8-bit image whose samples all differ and depend on `seed`.
 Image make_image(int width, int height, int channels, int seed) {
@@ -29,14 +30,6 @@ Image filled(int width, int height, int channels, uint8_t value) {
   Image image(width, height, channels);
   std::fill(image.data.begin(), image.data.end(), value);
   return image;
-}
-
-// Writes `image` as PNG to root/relative, creating folders (the name's extension may lie).
-std::string put(const std::string& root, const std::string& relative, const Image& image) {
-  const fs::path path = fs::path(root) / relative;
-  fs::create_directories(path.parent_path());
-  write_png(path.string(), image);
-  return path.string();
 }
 
 // Columns [x0, x1) of `image`, computed sample by sample.
@@ -71,8 +64,8 @@ DatasetOptions options_for(const std::string& root, const std::string& split = "
 TEST(Dataset, AlignedSplitsIntoExactHalvesAndDirectionSwaps) {
   const std::string root = test::temp_dir();
   const Image ab = make_image(10, 4, 3, 1);
-  const std::string path = put(root, "train/p.png", ab);
-  put(root, "train/q.png", make_image(10, 4, 3, 2));
+  const std::string path = put_image(root, "train/p.png", ab);
+  put_image(root, "train/q.png", make_image(10, 4, 3, 2));
 
   DatasetOptions options = options_for(root);
   Dataset a_to_b(options);
@@ -101,7 +94,7 @@ TEST(Dataset, AlignedSplitsIntoExactHalvesAndDirectionSwaps) {
 
 TEST(Dataset, OddWidthAlignedImageIsAnErrorNamingTheFile) {
   const std::string root = test::temp_dir();
-  const std::string path = put(root, "train/odd.png", make_image(7, 4, 3, 0));
+  const std::string path = put_image(root, "train/odd.png", make_image(7, 4, 3, 0));
   Dataset dataset(options_for(root));
   expect_error([&] { dataset.load(0); }, {path, "odd width 7"});
 }
@@ -113,15 +106,15 @@ TEST(Dataset, PairedFoldersAreMatchedByStemNotPosition) {
   int seed = 0;
   for (const std::string stem : {"a", "b", "c"}) a_images[stem] = make_image(6, 5, 3, ++seed);
   for (const std::string stem : {"c", "b", "a"}) b_images[stem] = make_image(6, 5, 3, ++seed * 7);
-  for (const auto& [stem, image] : a_images) put(root, "A/train/" + stem + ".png", image);
+  for (const auto& [stem, image] : a_images) put_image(root, "A/train/" + stem + ".png", image);
   for (const std::string stem : {"c", "b", "a"})
-    put(root, "B/train/" + stem + ".png", b_images[stem]);
+    put_image(root, "B/train/" + stem + ".png", b_images[stem]);
   // Sorted by file name, A lists a.m.png before a.png but B lists a.jpg before a.m.jpg: pairing
   // by position would cross them.
   a_images["a.m"] = make_image(6, 5, 3, 100);
   b_images["a.m"] = make_image(6, 5, 3, 101);
-  put(root, "A/train/a.m.png", a_images["a.m"]);
-  put(root, "B/train/a.m.jpg", b_images["a.m"]);
+  put_image(root, "A/train/a.m.png", a_images["a.m"]);
+  put_image(root, "B/train/a.m.jpg", b_images["a.m"]);
   fs::rename(root + "/B/train/a.png", root + "/B/train/a.jpg");
 
   Dataset dataset(options_for(root));
@@ -145,9 +138,9 @@ TEST(Dataset, PairedFoldersAreMatchedByStemNotPosition) {
 TEST(Dataset, UnmatchedPairedFileIsAnErrorNamingIt) {
   const std::string root = test::temp_dir();
   for (const std::string stem : {"a", "b", "c"})
-    put(root, "A/train/" + stem + ".png", filled(4, 4, 3, 1));
+    put_image(root, "A/train/" + stem + ".png", filled(4, 4, 3, 1));
   for (const std::string stem : {"a", "b", "d"})
-    put(root, "B/train/" + stem + ".png", filled(4, 4, 3, 2));
+    put_image(root, "B/train/" + stem + ".png", filled(4, 4, 3, 2));
   expect_error(
       [&] { Dataset dataset(options_for(root)); },
       {root + "/A/train/c.png", "no file with stem 'c' in " + root + "/B/train", "1 more problem"});
@@ -155,16 +148,17 @@ TEST(Dataset, UnmatchedPairedFileIsAnErrorNamingIt) {
 
 TEST(Dataset, PairedSizeMismatchNamesBothFiles) {
   const std::string root = test::temp_dir();
-  const std::string a = put(root, "A/train/x.png", filled(4, 4, 3, 1));
-  const std::string b = put(root, "B/train/x.png", filled(6, 4, 3, 2));
+  const std::string a = put_image(root, "A/train/x.png", filled(4, 4, 3, 1));
+  const std::string b = put_image(root, "B/train/x.png", filled(6, 4, 3, 2));
   Dataset dataset(options_for(root));
   expect_error([&] { dataset.load(0); }, {a, b, "4x4", "6x4"});
 }
 
 TEST(Dataset, DuplicateStemsAreAnError) {
   const std::string root = test::temp_dir();
-  const std::string png = put(root, "train/a.png", filled(4, 2, 3, 1));
-  const std::string jpg = put(root, "train/a.jpg", filled(4, 2, 3, 1));  // PNG bytes, any name
+  const std::string png = put_image(root, "train/a.png", filled(4, 2, 3, 1));
+  const std::string jpg =
+      put_image(root, "train/a.jpg", filled(4, 2, 3, 1));  // PNG bytes, any name
   expect_error([&] { Dataset dataset(options_for(root)); }, {png, jpg, "same stem 'a'"});
 }
 
@@ -172,8 +166,8 @@ TEST(Dataset, MissingRootSplitOrImagesAreErrorsNamingThePath) {
   const std::string root = test::temp_dir();
   expect_error([&] { Dataset dataset(options_for(root + "/nowhere")); },
                {root + "/nowhere", "does not exist"});
-  put(root, "train/x.png", filled(4, 2, 3, 1));
-  put(root, "val/x.png", filled(4, 2, 3, 1));
+  put_image(root, "train/x.png", filled(4, 2, 3, 1));
+  put_image(root, "val/x.png", filled(4, 2, 3, 1));
   fs::create_directories(root + "/test");
   fs::create_directories(root + "/notes");  // holds no images: not listed as a split
   expect_error(
@@ -182,9 +176,9 @@ TEST(Dataset, MissingRootSplitOrImagesAreErrorsNamingThePath) {
   expect_error([&] { Dataset dataset(options_for(root, "test")); }, {root + "/test", "no images"});
 
   const std::string paired = root + "/paired";
-  put(paired, "A/train/x.png", filled(4, 2, 3, 1));
-  put(paired, "B/train/x.png", filled(4, 2, 3, 1));
-  put(paired, "B/val/x.png", filled(4, 2, 3, 1));
+  put_image(paired, "A/train/x.png", filled(4, 2, 3, 1));
+  put_image(paired, "B/train/x.png", filled(4, 2, 3, 1));
+  put_image(paired, "B/val/x.png", filled(4, 2, 3, 1));
   expect_error([&] { Dataset dataset(options_for(paired, "val")); },
                {paired + "/A/val", "splits in " + paired + "/A: train"});
   DatasetOptions options = options_for(root);
@@ -198,7 +192,7 @@ TEST(Dataset, MissingRootSplitOrImagesAreErrorsNamingThePath) {
 TEST(Dataset, GrayscaleBecomesThreeChannelsAndInputNcOneTakesLuma) {
   const std::string root = test::temp_dir();
   const Image gray = make_image(6, 3, 1, 4);
-  put(root, "train/gray.png", gray);
+  put_image(root, "train/gray.png", gray);
   const Sample sample = Dataset(options_for(root)).load(0);
   ASSERT_EQ(sample.input.channels, 3);
   ASSERT_EQ(sample.target.channels, 3);
@@ -210,7 +204,7 @@ TEST(Dataset, GrayscaleBecomesThreeChannelsAndInputNcOneTakesLuma) {
       }
 
   const Image rgb = make_image(6, 3, 3, 5);
-  put(root, "val/rgb.png", rgb);
+  put_image(root, "val/rgb.png", rgb);
   DatasetOptions options = options_for(root, "val");
   options.input_nc = 1;
   const Sample luma = Dataset(options).load(0);
@@ -229,7 +223,7 @@ TEST(Dataset, GrayscaleBecomesThreeChannelsAndInputNcOneTakesLuma) {
 TEST(Dataset, SingleFolderUsesTheSplitWhenPresentElseTheRoot) {
   const std::string root = test::temp_dir();
   const Image image = make_image(5, 4, 3, 9);
-  put(root, "x.png", image);
+  put_image(root, "x.png", image);
   DatasetOptions options = options_for(root, "test");
   options.layout = DatasetLayout::kSingle;
   options.input_nc = 1;
@@ -239,18 +233,18 @@ TEST(Dataset, SingleFolderUsesTheSplitWhenPresentElseTheRoot) {
   const Sample sample = flat.load(0);
   EXPECT_EQ(sample.input, convert_channels(image, 1));
   EXPECT_TRUE(sample.target.empty());
-  put(root, "test/y.png", image);
-  put(root, "test/z.png", image);
+  put_image(root, "test/y.png", image);
+  put_image(root, "test/z.png", image);
   EXPECT_EQ(Dataset(options).size(), 2u);
 }
 
 TEST(Dataset, CheckCollectsEveryProblemWithoutStopping) {
   const std::string root = test::temp_dir();
-  put(root, "train/good.png", make_image(8, 4, 3, 1));
-  const std::string odd = put(root, "train/odd.png", make_image(7, 4, 3, 2));
-  const std::string cut = put(root, "train/cut.png", make_image(64, 64, 3, 3));
+  put_image(root, "train/good.png", make_image(8, 4, 3, 1));
+  const std::string odd = put_image(root, "train/odd.png", make_image(7, 4, 3, 2));
+  const std::string cut = put_image(root, "train/cut.png", make_image(64, 64, 3, 3));
   fs::resize_file(cut, fs::file_size(cut) / 2);
-  put(root, "val/v.png", make_image(8, 4, 1, 4));
+  put_image(root, "val/v.png", make_image(8, 4, 1, 4));
   std::FILE* notes = std::fopen((root + "/val/notes.txt").c_str(), "w");
   std::fclose(notes);
 

@@ -40,11 +40,7 @@ using test::run_python;
 using test::shell_quote;
 using test::temp_dir;
 
-bool have_python_pil() {
-  static const bool ok =
-      test::run_command("/usr/bin/python3 -c 'import PIL.Image, numpy'").exit_code == 0;
-  return ok;
-}
+using test::have_python_pil;
 
 #define REQUIRE_PIL()                                                              \
   do {                                                                             \

@@ -29,11 +29,7 @@ namespace {
 
 namespace fs = std::filesystem;
 
-bool have_python_pil() {
-  static const bool ok =
-      test::run_command("/usr/bin/python3 -c 'import PIL.Image, numpy'").exit_code == 0;
-  return ok;
-}
+using test::have_python_pil;
 
 #define REQUIRE_PIL()                                                              \
   do {                                                                             \

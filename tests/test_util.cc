@@ -61,6 +61,19 @@ bool have_python_torch() {
   return ok;
 }
 
+bool have_python_pil() {
+  static const bool ok =
+      run_command("/usr/bin/python3 -c 'import PIL.Image, numpy'").exit_code == 0;
+  return ok;
+}
+
+std::string put_image(const std::string& root, const std::string& relative, const Image& image) {
+  const fs::path path = fs::path(root) / relative;
+  fs::create_directories(path.parent_path());
+  write_png(path.string(), image);
+  return path.string();
+}
+
 CommandResult run_python(const std::string& args) {
   return run_command("/usr/bin/python3 " + args);
 }

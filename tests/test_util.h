@@ -4,6 +4,8 @@
 
 #include <string>
 
+#include "pix2pix/image_io.h"
+
 namespace pix2pix::test {
 
 /// Output and exit status of a finished command.
@@ -26,6 +28,13 @@ std::string shared_dir();
 
 /// True when /usr/bin/python3 can import torch (the reference tests need it).
 bool have_python_torch();
+
+/// True when /usr/bin/python3 can import PIL and numpy (the Pillow parity tests need them).
+bool have_python_pil();
+
+/// Writes `image` as PNG to root/relative, creating folders (the name's extension may lie);
+/// returns the path.
+std::string put_image(const std::string& root, const std::string& relative, const Image& image);
 
 /// Runs `/usr/bin/python3 <args>` and returns its result.
 CommandResult run_python(const std::string& args);
