@@ -2,6 +2,7 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#include <ATen/Context.h>
 #include <fmt/core.h>
 
 #include <chrono>
@@ -172,6 +173,9 @@ Json options_json(const TrainOptions& o) {
       {"save_every_steps", o.save_every_steps},
       {"save_every_epochs", o.save_every_epochs},
       {"validate", o.validate},
+      {"init_G", o.init_g},
+      {"init_D", o.init_d},
+      {"deterministic", o.deterministic},
   };
 }
 
@@ -321,6 +325,13 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
   if (!options.objective.no_gan) discriminator = make_discriminator(d_options);
   init_weights(*generator, options.init);
   if (discriminator) init_weights(*discriminator, options.init);
+  if (!options.init_g.empty())
+    load_state_dict(*generator, read_state_dict(options.init_g), options.init_g);
+  if (!options.init_d.empty()) {
+    if (!discriminator) throw Error("--init-D", "there is no discriminator with --no-gan");
+    load_state_dict(*discriminator, read_state_dict(options.init_d), options.init_d);
+  }
+  at::globalContext().setDeterministicAlgorithms(options.deterministic, /*warn_only=*/false);
   const int64_t multiple = generator->size_multiple();
   if (has_crop(options.transform.preprocess) && (options.transform.crop_height % multiple != 0 ||
                                                  options.transform.crop_width % multiple != 0))

@@ -127,6 +127,39 @@ TEST(TrainRun, ResumeContinuesExactly) {
   }
 }
 
+TEST(TrainRun, StartsFromGivenWeightsAndIsDeterministic) {
+  const std::string dir = test::temp_dir();
+  TrainOptions a = small_run(dir, "a");
+  a.max_steps = 3;
+  a.deterministic = true;
+  train(a);
+  TrainOptions b = a;
+  b.name = "b";
+  train(b);
+  expect_same_weights(dir + "/runs/a/checkpoints/latest_net_G.pth",
+                      dir + "/runs/b/checkpoints/latest_net_G.pth");
+  // Fine-tuning: a run that starts from run a's weights and trains 0 steps ends with them.
+  TrainOptions c = a;
+  c.name = "c";
+  c.max_steps = 0;
+  c.schedule.n_epochs = 0;
+  c.schedule.n_epochs_decay = 0;
+  c.init_g = dir + "/runs/a/checkpoints/latest_net_G.pth";
+  c.init_d = dir + "/runs/a/checkpoints/latest_net_D.pth";
+  train(c);
+  EXPECT_FALSE(fs::exists(dir + "/runs/c/checkpoints/latest_net_G.pth"));  // no epoch ran
+  TrainOptions d = c;
+  d.name = "d";
+  d.init_g = dir + "/runs/a/checkpoints/latest_net_D.pth";  // D's weights into G: refused
+  try {
+    train(d);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("latest_net_D.pth"), std::string::npos) << e.what();
+  }
+  at::globalContext().setDeterministicAlgorithms(false, false);
+}
+
 TEST(TrainCommand, TrainsOnSyntheticDataAndRejectsBadFlags) {
   const std::string dir = test::temp_dir();
   ASSERT_EQ(test::run_cli("data synth --out " + dir + "/data --train 4 --val 2 --test 0 --size 64")

@@ -98,6 +98,12 @@ struct TrainOptions {
   int64_t save_every_epochs = 5;  ///< epochs between <epoch>_net_*.pth snapshots (0: never)
   bool validate = true;           ///< evaluate L1/PSNR on the `val` split after each epoch
   bool resume = false;            ///< continue from the run's latest checkpoint
+  /// Start from these PyTorch state_dicts instead of fresh weights (fine-tuning a published
+  /// model, or the reference's weights); empty: initialise.
+  std::string init_g, init_d;
+  /// Deterministic algorithms only (libtorch raises on an op without one). With the same thread
+  /// count and seed, two runs then write identical checkpoints.
+  bool deterministic = false;
 };
 
 /// Writes `options` as JSON: {"options": {...}, "non_defaults": [keys differing from defaults]}.

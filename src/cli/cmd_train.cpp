@@ -134,6 +134,12 @@ Command add_train_command(CLI::App& parent) {
       ->capture_default_str();
   app->add_flag("--no-validate", flags->no_validate, "skip validation on the val split");
   app->add_flag("--resume", o.resume, "continue the run NAME from its latest checkpoint");
+  app->add_option("--init-G", o.init_g, "start G from this PyTorch state_dict (.pth)")
+      ->check(CLI::ExistingFile);
+  app->add_option("--init-D", o.init_d, "start D from this PyTorch state_dict (.pth)")
+      ->check(CLI::ExistingFile);
+  app->add_flag("--deterministic", o.deterministic,
+                "deterministic algorithms only: same seed and --threads give identical runs");
   return {app, [flags] { return run_train(*flags); }};
 }
 
