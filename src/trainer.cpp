@@ -11,6 +11,7 @@
 #include <fstream>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 
 #include "pix2pix/error.h"
@@ -51,62 +52,83 @@ at::Tensor Pix2PixStep::discriminate(const at::Tensor& real_a, const at::Tensor&
 }
 
 StepStats Pix2PixStep::step(const at::Tensor& real_a, const at::Tensor& real_b) {
+  return step({{real_a, real_b}});
+}
+
+StepStats Pix2PixStep::step(const std::vector<std::pair<at::Tensor, at::Tensor>>& batches) {
+  if (batches.empty()) throw Error("Pix2PixStep", "no batch to train on", ErrorKind::kRuntime);
   StepStats stats;
+  const size_t count = batches.size();
+  // With several micro-batches every loss is divided by their number, so the summed gradients
+  // are those of their mean; with one, nothing is divided (the reference's exact operations).
+  auto share = [count](const at::Tensor& loss) {
+    return count == 1 ? loss : loss / static_cast<double>(count);
+  };
+  const double n = static_cast<double>(count);
   generator_->train();
-  at::Tensor fake_b = generator_->forward(real_a);
+  std::vector<at::Tensor> fakes;
+  for (const auto& batch : batches) fakes.push_back(generator_->forward(batch.first));
 
   if (!objective_.no_gan) {
     // D: fake and real pairs in two separate passes (one concatenated batch would mix their
     // batch-norm statistics; DESIGN.md section 5).
     discriminator_->train();
     optimizer_d_->zero_grad();
-    at::Tensor pred_fake = discriminate(real_a, fake_b.detach());
-    at::Tensor pred_real = discriminate(real_a, real_b);
-    at::Tensor loss_d_fake = gan_loss(pred_fake, false, objective_.gan_mode);
-    at::Tensor loss_d_real = gan_loss(pred_real, true, objective_.gan_mode);
-    at::Tensor loss_d = 0.5 * (loss_d_fake + loss_d_real);
-    if (objective_.lambda_gp > 0) {
-      auto input = [&](const at::Tensor& image) {
-        return objective_.unconditional_d ? image : at::cat({real_a, image}, 1);
-      };
-      at::Tensor penalty = gradient_penalty(
-          [&](const at::Tensor& x) { return discriminator_->forward(x); }, input(real_b),
-          input(fake_b.detach()), objective_.lambda_gp, penalty_generator_);
-      loss_d = loss_d + penalty;
-      stats.gradient_penalty = penalty.item<double>();
+    for (size_t k = 0; k < count; ++k) {
+      const at::Tensor& real_a = batches[k].first;
+      const at::Tensor& real_b = batches[k].second;
+      at::Tensor pred_fake = discriminate(real_a, fakes[k].detach());
+      at::Tensor pred_real = discriminate(real_a, real_b);
+      at::Tensor loss_d_fake = gan_loss(pred_fake, false, objective_.gan_mode);
+      at::Tensor loss_d_real = gan_loss(pred_real, true, objective_.gan_mode);
+      at::Tensor loss_d = 0.5 * (loss_d_fake + loss_d_real);
+      if (objective_.lambda_gp > 0) {
+        auto input = [&](const at::Tensor& image) {
+          return objective_.unconditional_d ? image : at::cat({real_a, image}, 1);
+        };
+        at::Tensor penalty = gradient_penalty(
+            [&](const at::Tensor& x) { return discriminator_->forward(x); }, input(real_b),
+            input(fakes[k].detach()), objective_.lambda_gp, penalty_generator_);
+        loss_d = loss_d + penalty;
+        stats.gradient_penalty += penalty.item<double>() / n;
+      }
+      share(loss_d).backward();
+      stats.d_fake += loss_d_fake.item<double>() / n;
+      stats.d_real += loss_d_real.item<double>() / n;
+      stats.d_accuracy_fake += discriminator_accuracy(pred_fake, false, objective_.gan_mode) / n;
+      stats.d_accuracy_real += discriminator_accuracy(pred_real, true, objective_.gan_mode) / n;
     }
-    loss_d.backward();
     optimizer_d_->step();
-    stats.d_fake = loss_d_fake.item<double>();
-    stats.d_real = loss_d_real.item<double>();
-    stats.d_accuracy_fake = discriminator_accuracy(pred_fake, false, objective_.gan_mode);
-    stats.d_accuracy_real = discriminator_accuracy(pred_real, true, objective_.gan_mode);
   }
 
   // G: fool D (frozen: no weight gradients are computed for it) and stay close to the target.
   optimizer_g_.zero_grad();
-  at::Tensor loss_g;
-  at::Tensor loss_l1;
-  if (objective_.no_gan) {
-    loss_l1 = (fake_b - real_b).abs().mean();
-    loss_g = objective_.lambda_l1 * loss_l1;
-  } else {
-    set_requires_grad(*discriminator_, false);
-    at::Tensor pred_fake = discriminate(real_a, fake_b);
-    at::Tensor loss_g_gan = gan_loss(pred_fake, true, objective_.gan_mode);
-    loss_l1 = (fake_b - real_b).abs().mean();  // after D's pass, in the reference's order
-    loss_g = loss_g_gan + objective_.lambda_l1 * loss_l1;
-    stats.g_gan = loss_g_gan.item<double>();
-  }
+  if (!objective_.no_gan) set_requires_grad(*discriminator_, false);
   try {
-    loss_g.backward();
+    for (size_t k = 0; k < count; ++k) {
+      const at::Tensor& real_a = batches[k].first;
+      const at::Tensor& real_b = batches[k].second;
+      at::Tensor loss_g;
+      at::Tensor loss_l1;
+      if (objective_.no_gan) {
+        loss_l1 = (fakes[k] - real_b).abs().mean();
+        loss_g = objective_.lambda_l1 * loss_l1;
+      } else {
+        at::Tensor pred_fake = discriminate(real_a, fakes[k]);
+        at::Tensor loss_g_gan = gan_loss(pred_fake, true, objective_.gan_mode);
+        loss_l1 = (fakes[k] - real_b).abs().mean();  // after D's pass, in the reference's order
+        loss_g = loss_g_gan + objective_.lambda_l1 * loss_l1;
+        stats.g_gan += loss_g_gan.item<double>() / n;
+      }
+      share(loss_g).backward();
+      stats.g_l1 += loss_l1.item<double>() / n;
+    }
   } catch (...) {
     if (discriminator_) set_requires_grad(*discriminator_, true);
     throw;
   }
   optimizer_g_.step();
   if (!objective_.no_gan) set_requires_grad(*discriminator_, true);
-  stats.g_l1 = loss_l1.item<double>();
   return stats;
 }
 
@@ -176,6 +198,7 @@ Json options_json(const TrainOptions& o) {
       {"init_G", o.init_g},
       {"init_D", o.init_d},
       {"deterministic", o.deterministic},
+      {"accumulate", o.accumulate},
   };
 }
 
@@ -451,7 +474,9 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     throw Error(run_dir + "/metrics.jsonl", "cannot open for writing", ErrorKind::kRuntime);
   const int64_t last_epoch = options.schedule.n_epochs + options.schedule.n_epochs_decay +
                              options.schedule.epoch_count - 1;
-  const int64_t steps_per_epoch = loader.batches_per_epoch();
+  if (options.accumulate < 1) throw Error("--accumulate", "must be at least 1");
+  const int64_t steps_per_epoch =
+      (loader.batches_per_epoch() + options.accumulate - 1) / options.accumulate;
   say(fmt::format("training {} on {} ({} pairs, {} batches per epoch), epochs {}..{}", run_dir,
                   options.data, train_set->size(), steps_per_epoch, start_epoch, last_epoch));
   TrainResult result;
@@ -476,13 +501,20 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
         break;
       }
       auto t0 = std::chrono::steady_clock::now();
-      auto batch = loader.next();
-      if (!batch) break;
+      std::vector<std::pair<at::Tensor, at::Tensor>> micro_batches;
+      std::optional<Batch> batch;
+      for (int64_t k = 0; k < options.accumulate; ++k) {
+        auto next = loader.next();
+        if (!next) break;
+        micro_batches.emplace_back(next->input, next->target);
+        batch = std::move(next);
+      }
+      if (micro_batches.empty()) break;
       auto t1 = std::chrono::steady_clock::now();
-      const StepStats stats = model.step(batch->input, batch->target);
+      const StepStats stats = model.step(micro_batches);
       auto t2 = std::chrono::steady_clock::now();
       ++global_step;
-      ++epoch_step;
+      epoch_step += static_cast<int64_t>(micro_batches.size());
       data_seconds += std::chrono::duration<double>(t1 - t0).count();
       step_seconds += std::chrono::duration<double>(t2 - t1).count();
       sum.g_gan += stats.g_gan, sum.g_l1 += stats.g_l1, sum.d_real += stats.d_real;

@@ -160,6 +160,23 @@ TEST(TrainRun, StartsFromGivenWeightsAndIsDeterministic) {
   at::globalContext().setDeterministicAlgorithms(false, false);
 }
 
+TEST(TrainRun, AccumulateCountsOptimiserSteps) {
+  const std::string dir = test::temp_dir();
+  TrainOptions o = small_run(dir, "accumulated");
+  o.accumulate = 4;  // 6 batches per epoch: steps of 4 and 2 batches
+  o.schedule.n_epochs = 1;
+  o.schedule.n_epochs_decay = 0;
+  o.print_every = 1;
+  EXPECT_EQ(train(o).steps, 2);
+  std::ifstream metrics(dir + "/runs/accumulated/metrics.jsonl");
+  std::vector<int64_t> epoch_steps;
+  for (std::string line; std::getline(metrics, line);) {
+    auto row = nlohmann::json::parse(line);
+    if (row["kind"] == "train") epoch_steps.push_back(row["epoch_step"].get<int64_t>());
+  }
+  EXPECT_EQ(epoch_steps, (std::vector<int64_t>{4, 6}));  // batches consumed
+}
+
 TEST(TrainCommand, TrainsOnSyntheticDataAndRejectsBadFlags) {
   const std::string dir = test::temp_dir();
   ASSERT_EQ(test::run_cli("data synth --out " + dir + "/data --train 4 --val 2 --test 0 --size 64")

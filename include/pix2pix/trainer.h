@@ -10,6 +10,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "pix2pix/dataset.h"
 #include "pix2pix/discriminator.h"
@@ -53,6 +55,11 @@ class Pix2PixStep {
   /// Models are put in train mode. Draws random numbers only through dropout (torch's default
   /// generator) and the gradient penalty's own generator.
   StepStats step(const at::Tensor& real_a, const at::Tensor& real_b);
+  /// One step accumulated over micro-batches (gradient accumulation): the gradients, and so the
+  /// update, are those of the mean loss over them, as one batch of all of them would give when
+  /// no layer mixes samples (instance norm or none; batch norm sees each micro-batch alone).
+  /// Every micro-batch's generator graph is kept until the generator update.
+  StepStats step(const std::vector<std::pair<at::Tensor, at::Tensor>>& batches);
 
   void set_learning_rates(double lr_g, double lr_d);
   Generator& generator() { return *generator_; }
@@ -104,6 +111,9 @@ struct TrainOptions {
   /// Deterministic algorithms only (libtorch raises on an op without one). With the same thread
   /// count and seed, two runs then write identical checkpoints.
   bool deterministic = false;
+  /// Batches whose gradients are summed (as their mean) before each optimiser step; a step is
+  /// one optimiser update, so an epoch has ceil(batches / accumulate) steps.
+  int64_t accumulate = 1;
 };
 
 /// Writes `options` as JSON: {"options": {...}, "non_defaults": [keys differing from defaults]}.

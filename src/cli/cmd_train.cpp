@@ -36,10 +36,22 @@ int run_train(TrainFlags& flags) {
   options.transform.filter = parse_resize_filter(flags.resize_filter);
   options.transform.flip = !flags.no_flip;
   options.validate = !flags.no_validate;
-  const TrainResult result = train(options, [](const std::string& line) {
-    fmt::print("{}\n", line);
+  // On a terminal, progress rewrites one live line; other messages (and pipes, logs) get plain
+  // lines.
+  const bool live = isatty(fileno(stdout)) != 0;
+  bool line_open = false;
+  const TrainResult result = train(options, [&](const std::string& line) {
+    const bool progress = line.rfind("epoch ", 0) == 0 && line.find(" step ") != std::string::npos;
+    if (live && progress) {
+      fmt::print("\r\033[K{}", line);
+      line_open = true;
+    } else {
+      fmt::print("{}{}\n", line_open ? "\n" : "", line);
+      line_open = false;
+    }
     std::fflush(stdout);
   });
+  if (line_open) fmt::print("\n");
   fmt::print("done: {} steps, epoch {}; checkpoints in {}/checkpoints\n", result.steps,
              result.epoch, result.run_dir);
   return 0;
@@ -109,6 +121,10 @@ Command add_train_command(CLI::App& parent) {
       ->capture_default_str();
   app->add_flag("--no-flip", flags->no_flip, "no random horizontal flips");
   app->add_option("--batch-size", o.loader.batch_size, "images per step")
+      ->check(CLI::Range(1, 4096))
+      ->capture_default_str();
+  app->add_option("--accumulate", o.accumulate,
+                  "batches whose gradients are summed before each optimiser step")
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   app->add_option("--workers", o.loader.workers, "data loading threads")
