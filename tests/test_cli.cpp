@@ -84,7 +84,7 @@ TEST(Cli, SavedInitialWeightsEqualReferenceInitialisation) {
                         " --save-D " + d);
     ASSERT_EQ(made.exit_code, 0) << made.output;
     auto check = test::run_python(
-        std::string(PIX2PIX_SOURCE_DIR) + "/tests/reference/ref_weights.py " + test::shared_dir() +
+        test::source_dir() + "/tests/reference/ref_weights.py " + test::shared_dir() +
         " check-init " + g + " " + d + " 3 " + std::to_string(depth) + " " + norm);
     ASSERT_EQ(check.exit_code, 0) << check.output;
     auto report = nlohmann::json::parse(check.output);

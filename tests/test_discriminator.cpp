@@ -97,7 +97,7 @@ TEST(Discriminator, NLayerLayoutMatchesReference) {
   std::string specs;
   for (int64_t n = 1; n <= 5; ++n)
     for (Norm norm : {Norm::kBatch, Norm::kInstance}) specs += " " + spec(n, norm);
-  auto result = test::run_python(std::string(PIX2PIX_SOURCE_DIR) +
+  auto result = test::run_python(test::source_dir() +
                                  "/tests/reference/dump_arch.py " + test::shared_dir() + specs);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto reference = nlohmann::json::parse(result.output);

@@ -64,7 +64,7 @@ TEST(Generator, UNetStateDictLayoutMatchesReference) {
   };
   std::string specs;
   for (const Case& c : cases) specs += " " + spec(c);
-  auto result = run_python(std::string(PIX2PIX_SOURCE_DIR) + "/tests/reference/dump_arch.py " +
+  auto result = run_python(test::source_dir() + "/tests/reference/dump_arch.py " +
                            shared_dir() + specs);
   ASSERT_EQ(result.exit_code, 0) << result.output;
   auto reference = nlohmann::json::parse(result.output);

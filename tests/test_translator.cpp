@@ -21,7 +21,7 @@ using test::run_cli;
 using test::run_python;
 
 std::string ref_weights() {
-  return std::string(PIX2PIX_SOURCE_DIR) + "/tests/reference/ref_weights.py " + test::shared_dir();
+  return test::source_dir() + "/tests/reference/ref_weights.py " + test::shared_dir();
 }
 std::string reference_step() { return test::shared_dir() + "/bench/reference_step.py"; }
 

@@ -56,6 +56,8 @@ std::string temp_dir() {
 
 std::string shared_dir() { return PIX2PIX_SHARED_DIR; }
 
+std::string source_dir() { return PIX2PIX_SOURCE_DIR; }
+
 bool have_python_torch() {
   static const bool ok = run_command("/usr/bin/python3 -c 'import torch, PIL'").exit_code == 0;
   return ok;

@@ -26,6 +26,9 @@ std::string temp_dir();
 /// ../shared (the data sets and the PyTorch reference script).
 std::string shared_dir();
 
+/// The repository root (for tests/reference/*.py helpers).
+std::string source_dir();
+
 /// True when /usr/bin/python3 can import torch (the reference tests need it).
 bool have_python_torch();
 

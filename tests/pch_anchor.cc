@@ -1,0 +1,1 @@
+// Empty: the object library that owns the tests' precompiled header needs one source.
