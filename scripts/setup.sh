@@ -10,6 +10,8 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libjpeg62-turbo-dev libpng-dev libtiff-dev zlib1g-dev
   libgtest-dev libgmock-dev
+  libprotobuf-dev protobuf-compiler  # TensorBoard event files (our .proto, compiled at build time)
+  python3-protobuf chromium          # tests: an independent event-file reader; the report rendered
   python3-torch python3-pil python3-numpy   # the PyTorch reference, for parity tests
 )
 

@@ -17,6 +17,8 @@
 #include "pix2pix/error.h"
 #include "pix2pix/image_io.h"
 #include "pix2pix/pytorch_import.h"
+#include "pix2pix/report.h"
+#include "pix2pix/tensorboard.h"
 
 namespace pix2pix {
 
@@ -199,6 +201,10 @@ Json options_json(const TrainOptions& o) {
       {"init_D", o.init_d},
       {"deterministic", o.deterministic},
       {"accumulate", o.accumulate},
+      {"max_seconds", o.max_seconds},
+      {"validate_first", o.validate_first},
+      {"tensorboard", o.tensorboard},
+      {"report", o.report},
   };
 }
 
@@ -284,6 +290,38 @@ void write_sample(const std::string& path, Generator& generator, const Batch& ba
   auto rgb = [](at::Tensor t) { return t.size(0) == 1 ? t.repeat({3, 1, 1}) : t.narrow(0, 0, 3); };
   at::Tensor strip = at::cat({rgb(batch.input[0]), rgb(fake[0]), rgb(batch.target[0])}, 2);
   write_png(path, tensor_to_image(strip));
+}
+
+// Input | output | target strips of the first `count` images of a (validation) loader, stacked,
+// with G in eval mode (no dropout: torch's random stream is left alone).
+void write_epoch_sample(const std::string& path, Generator& generator, Loader& loader,
+                        int64_t count) {
+  at::NoGradGuard no_grad;
+  const bool was_training = generator.is_training();
+  generator.eval();
+  loader.start_epoch(0);
+  auto rgb = [](at::Tensor t) { return t.size(0) == 1 ? t.repeat({3, 1, 1}) : t.narrow(0, 0, 3); };
+  std::vector<at::Tensor> strips;
+  while (static_cast<int64_t>(strips.size()) < count) {
+    auto batch = loader.next();
+    if (!batch) break;
+    at::Tensor fake = generator.forward(batch->input);
+    for (int64_t i = 0; i < fake.size(0) && static_cast<int64_t>(strips.size()) < count; ++i)
+      strips.push_back(at::cat({rgb(batch->input[i]), rgb(fake[i]), rgb(batch->target[i])}, 2));
+  }
+  generator.train(was_training);
+  if (!strips.empty()) write_png(path, tensor_to_image(at::cat(strips, 1)));
+}
+
+// Every numeric field of a metrics.jsonl row but its step, as TensorBoard scalars "kind/key".
+void log_scalars(TensorBoardWriter* tensorboard, const Json& row) {
+  if (!tensorboard) return;
+  std::vector<std::pair<std::string, double>> values;
+  const std::string kind = row.value("kind", std::string("train"));
+  for (const auto& [key, value] : row.items())
+    if (key != "step" && value.is_number())
+      values.emplace_back(kind + "/" + key, value.get<double>());
+  tensorboard->add_scalars(row.at("step").get<int64_t>(), values);
 }
 
 std::string format_seconds(double seconds) {
@@ -434,7 +472,11 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                                                        "cache",
                                                        "n_epochs",
                                                        "n_epochs_decay",
-                                                       "validate"};
+                                                       "validate",
+                                                       "max_seconds",
+                                                       "validate_first",
+                                                       "tensorboard",
+                                                       "report"};
       if (kMayChange.count(key) || (stored.contains(key) && stored.at(key) == value)) continue;
       changed += (changed.empty() ? "" : ", ") + key + " (" +
                  (stored.contains(key) ? stored.at(key).dump() : "unset") + " -> " + value.dump() +
@@ -477,9 +519,29 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
   if (options.accumulate < 1) throw Error("--accumulate", "must be at least 1");
   const int64_t steps_per_epoch =
       (loader.batches_per_epoch() + options.accumulate - 1) / options.accumulate;
+  std::unique_ptr<TensorBoardWriter> tensorboard;
+  if (options.tensorboard) tensorboard = std::make_unique<TensorBoardWriter>(run_dir + "/tb");
+  TrainResult result;
+  // Validation: a metrics row, TensorBoard scalars and the epoch's samples (of the same images).
+  auto validate_now = [&](int64_t epoch, int64_t step) {
+    const auto [val_l1, val_psnr] = evaluate(*generator, *val_loader);
+    const Json row{{"kind", "val"},
+                   {"epoch", epoch},
+                   {"step", step},
+                   {"val_L1", val_l1},
+                   {"val_PSNR", val_psnr}};
+    metrics << row.dump() << "\n" << std::flush;
+    log_scalars(tensorboard.get(), row);
+    say(fmt::format("epoch {} validation: L1 {:.4f}  PSNR {:.2f} dB", epoch, val_l1, val_psnr));
+    const std::string sample = fmt::format("{}/samples/epoch{:03d}.png", run_dir, epoch);
+    write_epoch_sample(sample, *generator, *val_loader, 3);
+    if (tensorboard && fs::exists(sample)) tensorboard->add_png_file("samples/val", step, sample);
+    return val_l1;
+  };
+  if (options.validate_first && val_loader && !options.resume)
+    result.first_val_l1 = validate_now(start_epoch - 1, global_step);
   say(fmt::format("training {} on {} ({} pairs, {} batches per epoch), epochs {}..{}", run_dir,
                   options.data, train_set->size(), steps_per_epoch, start_epoch, last_epoch));
-  TrainResult result;
   result.run_dir = run_dir;
   const auto run_start = std::chrono::steady_clock::now();
   const int64_t first_step = global_step;
@@ -498,6 +560,12 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     while (true) {
       if (options.max_steps > 0 && global_step >= options.max_steps) {
         stop = true;
+        break;
+      }
+      if (options.max_seconds > 0 && global_step > first_step &&
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count() >=
+              options.max_seconds) {
+        stop = result.stopped_by_time = true;
         break;
       }
       auto t0 = std::chrono::steady_clock::now();
@@ -538,6 +606,7 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                  {"step_s", step_seconds / n},
                  {"data_s", data_seconds / n}};
         metrics << row.dump() << "\n" << std::flush;
+        log_scalars(tensorboard.get(), row);
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
         const int64_t total =
@@ -556,29 +625,32 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
         in_interval = 0;
         data_seconds = step_seconds = 0;
       }
-      if (options.sample_every > 0 && global_step % options.sample_every == 0)
-        write_sample(fmt::format("{}/samples/step{:07d}.png", run_dir, global_step), *generator,
-                     *batch);
+      if (options.sample_every > 0 && global_step % options.sample_every == 0) {
+        const std::string sample = fmt::format("{}/samples/step{:07d}.png", run_dir, global_step);
+        write_sample(sample, *generator, *batch);
+        if (tensorboard) tensorboard->add_png_file("samples/train", global_step, sample);
+      }
       if (options.save_every_steps > 0 && global_step % options.save_every_steps == 0)
         checkpointer.save_state(model, schedule, epoch, epoch_step, global_step, best_val_l1);
     }
     if (stop) {
+      // Out of time: the run ends here, so it is validated here (the schedule is not stepped).
+      if (result.stopped_by_time && val_loader) {
+        const double val_l1 = validate_now(epoch, global_step);
+        result.last_val_l1 = val_l1;
+        if (val_l1 < best_val_l1) {
+          best_val_l1 = val_l1;
+          checkpointer.save("best", model);
+        }
+      }
       // Stopped inside the epoch: the checkpoint continues it where it left off.
       checkpointer.save_state(model, schedule, epoch, epoch_step, global_step, best_val_l1);
+      if (options.report) write_report(run_dir);
       break;
     }
     // End of the epoch: validation, schedule, checkpoints.
     if (val_loader) {
-      const auto [val_l1, val_psnr] = evaluate(*generator, *val_loader);
-      metrics << Json{{"kind", "val"},
-                      {"epoch", epoch},
-                      {"step", global_step},
-                      {"val_L1", val_l1},
-                      {"val_PSNR", val_psnr}}
-                     .dump()
-              << "\n"
-              << std::flush;
-      say(fmt::format("epoch {} validation: L1 {:.4f}  PSNR {:.2f} dB", epoch, val_l1, val_psnr));
+      const double val_l1 = validate_now(epoch, global_step);
       schedule.observe(val_l1);
       result.last_val_l1 = val_l1;
       if (val_l1 < best_val_l1) {
@@ -589,6 +661,11 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     if (options.save_every_epochs > 0 && epoch % options.save_every_epochs == 0)
       checkpointer.save(std::to_string(epoch), model);
     checkpointer.save_state(model, schedule, epoch + 1, 0, global_step, best_val_l1);
+    if (options.report) write_report(run_dir);
+    if (options.max_seconds > 0 &&
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count() >=
+            options.max_seconds)
+      stop = result.stopped_by_time = true;  // out of time at an epoch's end: nothing left to do
   }
   result.steps = global_step;
   result.epoch = std::min(epoch, last_epoch);

@@ -114,6 +114,17 @@ struct TrainOptions {
   /// Batches whose gradients are summed (as their mean) before each optimiser step; a step is
   /// one optimiser update, so an epoch has ceil(batches / accumulate) steps.
   int64_t accumulate = 1;
+  /// Time budget: stop cleanly after the step during which this many seconds of training have
+  /// passed, validate, sample and save (0: no limit). Counted from the first step.
+  double max_seconds = 0;
+  /// Also validate before the first step: a `val` row at step 0 (the untrained model's L1 and
+  /// PSNR) and samples/epoch<first - 1>.png, so curves and samples start from the beginning.
+  bool validate_first = false;
+  /// Write TensorBoard event files to RUN/tb/: the metrics.jsonl series as scalars and the
+  /// sample strips as images (tensorboard.h).
+  bool tensorboard = true;
+  /// Rewrite RUN/report.html after every epoch and when the run stops (report.h).
+  bool report = true;
 };
 
 /// Writes `options` as JSON: {"options": {...}, "non_defaults": [keys differing from defaults]}.
@@ -125,11 +136,14 @@ struct TrainResult {
   int64_t steps = 0;        ///< steps done in total, including those before a resume
   int64_t epoch = 0;        ///< the last epoch worked on
   double last_val_l1 = -1;  ///< mean validation L1 of the last validation (-1: none)
+  double first_val_l1 = -1;  ///< validation L1 before the first step (validate_first; -1: none)
+  bool stopped_by_time = false;  ///< max_seconds ended the run
 };
 
 /// Trains as `options` says, writing the run directory (options.json, model.txt, metrics.jsonl,
-/// checkpoints/, samples/). `log` receives one line per progress report. Throws pix2pix::Error
-/// for bad data or options, and refuses to touch an existing run without `resume`.
+/// checkpoints/, samples/, tb/, report.html). `log` receives one line per progress report.
+/// Throws pix2pix::Error for bad data or options, and refuses to touch an existing run without
+/// `resume`.
 TrainResult train(const TrainOptions& options,
                   const std::function<void(const std::string&)>& log = nullptr);
 

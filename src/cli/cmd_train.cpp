@@ -154,6 +154,16 @@ Command add_train_command(CLI::App& parent) {
       ->check(CLI::ExistingFile);
   app->add_option("--init-D", o.init_d, "start D from this PyTorch state_dict (.pth)")
       ->check(CLI::ExistingFile);
+  app->add_option("--max-seconds", o.max_seconds,
+                  "time budget: validate, save and stop after N seconds of training (0: none)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
+  app->add_flag("--validate-first", o.validate_first,
+                "also validate the untrained model (a val row at step 0)");
+  app->add_flag("--no-tensorboard{false}", o.tensorboard,
+                "do not write TensorBoard event files to RUNS_DIR/NAME/tb");
+  app->add_flag("--no-report{false}", o.report,
+                "do not rewrite RUNS_DIR/NAME/report.html after every epoch");
   app->add_flag("--deterministic", o.deterministic,
                 "deterministic algorithms only: same seed and --threads give identical runs");
   return {app, [flags] { return run_train(*flags); }};

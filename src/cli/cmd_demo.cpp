@@ -1,0 +1,211 @@
+// `pix2pix demo`: the README's first command. Writes the built-in synthetic facades dataset,
+// measures the untrained generator on its validation split, trains labels -> photos for a time
+// budget, translates the held-out test split, writes the run report and prints where to look and
+// the validation L1 before and after. Everything comes from the library (synth.h, trainer.h,
+// translator.h, report.h); this file only chooses the sizes and prints.
+#include <fmt/core.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <memory>
+
+#include "commands.h"
+#include "pix2pix/dataset.h"
+#include "pix2pix/error.h"
+#include "pix2pix/pytorch_import.h"
+#include "pix2pix/report.h"
+#include "pix2pix/synth.h"
+#include "pix2pix/trainer.h"
+#include "pix2pix/translator.h"
+
+namespace pix2pix::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr const char* kRunName = "facades_synth";
+
+struct DemoFlags {
+  std::string out = "runs/demo";
+  double minutes = 3;
+  int size = 64;
+  int ngf = 64;
+  int train = 400;
+  uint64_t seed = 0;
+  bool force = false;
+};
+
+// Three images of one height side by side (input | output | target).
+Image side_by_side(const std::vector<const Image*>& images) {
+  int width = 0;
+  for (const Image* image : images) width += image->width;
+  Image out(width, images.front()->height, 3);
+  int x0 = 0;
+  for (const Image* image : images) {
+    const Image rgb = convert_channels(*image, 3);
+    for (int y = 0; y < rgb.height; ++y)
+      std::copy_n(&rgb.at<uint8_t>(y, 0, 0), rgb.row_bytes(), &out.at<uint8_t>(y, x0, 0));
+    x0 += image->width;
+  }
+  return out;
+}
+
+struct TestSummary {
+  size_t images = 0;
+  double mean_l1 = 0;  // [-1, 1] scale, as the trainer's validation L1
+  std::string folder;
+};
+
+// The test split through the trained generator (eval mode, as the trainer's validation):
+// OUT/test/<name>.png strips and the mean L1.
+// When `pix2pix test` (results.h, branch m4eval) is on main, call run_test({run_dir, data,
+// "test", "latest"}) here instead: it writes RUN/results/test_latest/index.html, which the report
+// links, with L1/PSNR/SSIM per image.
+TestSummary translate_test_split(const std::string& data, const std::string& run_dir,
+                                 const TrainOptions& options, const std::string& out) {
+  DatasetOptions data_options;
+  data_options.root = data;
+  data_options.split = "test";
+  const Dataset dataset(data_options);
+  auto generator = make_generator(options.generator);
+  const std::string weights = run_dir + "/checkpoints/latest_net_G.pth";
+  load_state_dict(*generator, read_state_dict(weights), weights);
+  const Translator translator(generator);
+  TestSummary summary;
+  summary.folder = out;
+  fs::create_directories(out);
+  double sum = 0;
+  for (size_t i = 0; i < dataset.size(); ++i) {
+    const Sample sample = dataset.load(i);
+    const Image fake = translator.translate(sample.input, dataset.entry(i).path_a);
+    double l1 = 0;
+    const Image target = convert_channels(sample.target, 3);
+    for (size_t k = 0; k < fake.sample_count(); ++k)
+      l1 += std::abs(double(fake.samples<uint8_t>()[k]) - double(target.samples<uint8_t>()[k]));
+    sum += l1 / double(fake.sample_count()) / 127.5;
+    write_png(out + "/" + sample.name + ".png", side_by_side({&sample.input, &fake, &target}));
+    ++summary.images;
+  }
+  summary.mean_l1 = summary.images ? sum / double(summary.images) : 0;
+  return summary;
+}
+
+int run_demo(const DemoFlags& flags) {
+  const auto start = std::chrono::steady_clock::now();
+  const std::string data = flags.out + "/data";
+  const std::string run_dir = flags.out + "/" + kRunName;
+  if (fs::exists(run_dir)) {
+    if (!flags.force)
+      throw Error(run_dir, "exists from an earlier demo; pass --force to replace it");
+    fs::remove_all(run_dir);
+  }
+  const int num_downs = static_cast<int>(std::lround(std::log2(flags.size)));
+  if ((1 << num_downs) != flags.size) throw Error("--size", "must be a power of two");
+
+  fmt::print("== 1/4  built-in data: synthetic facades (label map | photo), {}x{} per side\n",
+             flags.size, flags.size);
+  SynthOptions synth;
+  synth.train = flags.train;
+  synth.val = 16;
+  synth.test = 8;
+  synth.size = flags.size;
+  synth.seed = flags.seed;
+  synth.force = flags.force;
+  const SynthSummary written = write_synth_dataset(data, synth);
+  fmt::print("       {} train / {} val / {} test pairs in {} ({:.1f} s)\n", synth.train, synth.val,
+             synth.test, data, written.seconds);
+
+  TrainOptions options;
+  options.data = data;
+  options.name = kRunName;
+  options.runs_dir = flags.out;
+  options.seed = flags.seed;
+  // A U-Net down to 1x1 at this size (unet_128 at 128), the 70x70 PatchGAN, the paper's loss.
+  options.generator.net = "unet";
+  options.generator.num_downs = num_downs;
+  options.generator.ngf = flags.ngf;
+  // The paper's jitter, scaled: resize to 286/256 of the crop, random crop, flip.
+  options.transform.load_size = flags.size * 286 / 256;
+  options.transform.crop_height = options.transform.crop_width = flags.size;
+  // A constant learning rate: the time budget, not an epoch count, ends the run.
+  options.schedule.n_epochs = 100000;
+  options.schedule.n_epochs_decay = 0;
+  options.max_seconds = flags.minutes * 60;
+  options.validate_first = true;
+  options.print_every = 20;
+  options.sample_every = 200;
+  options.save_every_epochs = 0;
+  fmt::print(
+      "== 2/4  training labels -> photos for {:g} min: unet (num_downs {}, ngf {}) + 70x70 "
+      "PatchGAN, GAN + 100 L1, Adam 2e-4\n",
+      flags.minutes, num_downs, flags.ngf);
+  const bool live = isatty(fileno(stdout)) != 0;
+  bool line_open = false;
+  const TrainResult result = train(options, [&](const std::string& line) {
+    const bool progress = line.rfind("epoch ", 0) == 0 && line.find(" step ") != std::string::npos;
+    if (progress && !live) return;  // a log gets the epoch lines only
+    if (live && progress) {
+      fmt::print("\r\033[K       {}", line);
+      line_open = true;
+    } else {
+      fmt::print("{}       {}\n", line_open ? "\n" : "", line);
+      line_open = false;
+    }
+    std::fflush(stdout);
+  });
+  if (line_open) fmt::print("\n");
+
+  fmt::print("== 3/4  translating the {} held-out test label maps\n", synth.test);
+  const TestSummary test = translate_test_split(data, run_dir, options, flags.out + "/test");
+  fmt::print("       mean L1 {:.4f} on {} images -> {}/<name>.png (input | output | target)\n",
+             test.mean_l1, test.images, test.folder);
+
+  fmt::print("== 4/4  report\n");
+  const std::string report = write_report(run_dir);
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  fmt::print(
+      "\nvalidation L1 (images in [-1, 1]): untrained {:.4f} -> trained {:.4f}  "
+      "({:.1f}x lower) after {} steps, {} epochs\n",
+      result.first_val_l1, result.last_val_l1,
+      result.first_val_l1 / std::max(result.last_val_l1, 1e-12), result.steps, result.epoch);
+  fmt::print("look at:\n  {}   (curves, samples per epoch, options)\n", report);
+  fmt::print("  {}/   (held-out test translations)\n", test.folder);
+  fmt::print("  tensorboard --logdir {}/tb\n", run_dir);
+  fmt::print("  {}/checkpoints/latest_net_G.pth   (a PyTorch state_dict)\n", run_dir);
+  fmt::print("demo done in {:.0f} s\n", seconds);
+  return 0;
+}
+
+}  // namespace
+
+Command add_demo_command(CLI::App& parent) {
+  auto flags = std::make_shared<DemoFlags>();
+  CLI::App* app = parent.add_subcommand(
+      "demo",
+      "Built-in synthetic data -> train with a time budget -> translate the test split -> "
+      "report (OUT/facades_synth/report.html)");
+  app->add_option("--out", flags->out, "folder for the data, the run and the translations")
+      ->capture_default_str();
+  app->add_option("--minutes", flags->minutes, "training time budget")
+      ->check(CLI::Range(0.05, 10000.0))
+      ->capture_default_str();
+  app->add_option("--size", flags->size, "image side (a power of two; the U-Net goes down to 1x1)")
+      ->check(CLI::IsMember({64, 128, 256}))
+      ->capture_default_str();
+  app->add_option("--ngf", flags->ngf, "generator width (the paper: 64)")
+      ->check(CLI::Range(4, 256))
+      ->capture_default_str();
+  app->add_option("--train", flags->train, "synthetic training pairs")
+      ->check(CLI::Range(1, 100000))
+      ->capture_default_str();
+  app->add_option("--seed", flags->seed, "dataset and training seed")->capture_default_str();
+  app->add_flag("--force", flags->force, "replace the outputs of an earlier demo in OUT");
+  return {app, [flags] { return run_demo(*flags); }};
+}
+
+}  // namespace pix2pix::cli
