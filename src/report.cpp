@@ -213,7 +213,7 @@ struct Series {
 std::string svg_chart(const ChartSpec& spec, const std::vector<Series>& series, double weight,
                       const std::string& x_label) {
   constexpr double kWidth = 560, kHeight = 280;
-  constexpr double kLeft = 68, kRight = 14, kTop = 34, kBottom = 46;
+  constexpr double kLeft = 68, kRight = 14, kTop = 46, kBottom = 46;
   double x_lo = std::numeric_limits<double>::infinity(), x_hi = -x_lo;
   double y_lo = x_lo, y_hi = -x_lo;
   for (const auto& s : series)
@@ -298,7 +298,7 @@ std::string svg_chart(const ChartSpec& spec, const std::vector<Series>& series, 
     svg += fmt::format(
         "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"12\" height=\"3\" fill=\"{}\"/>"
         "<text x=\"{:.1f}\" y=\"{:.1f}\" class=\"legend\">{}</text>\n",
-        legend_x, kTop + 6, s.spec.color, legend_x + 16, kTop + 10, escape_html(s.spec.label));
+        legend_x, kTop - 13, s.spec.color, legend_x + 16, kTop - 9, escape_html(s.spec.label));
     legend_x += 24 + 7.0 * static_cast<double>(s.spec.label.size());
   }
   svg += "</svg>\n";
@@ -345,6 +345,14 @@ struct ImageEmbedder {
   }
 };
 
+// One captioned sample strip with its column names.
+std::string sample_card(const std::string& caption, const std::string& img) {
+  return fmt::format(
+      "<figure><figcaption>{}</figcaption><div class=\"cols\"><span>input</span>"
+      "<span>output</span><span>target</span></div>{}</figure>\n",
+      escape_html(caption), img);
+}
+
 // Indices of `count` items to show when at most `limit` may be: evenly spread, last included.
 std::vector<size_t> spread(size_t count, size_t limit) {
   std::vector<size_t> out;
@@ -386,8 +394,10 @@ svg .grid{stroke:#eee;stroke-width:1}svg .axis{stroke:#444;fill:none;stroke-widt
 table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ddd;padding:3px 8px;text-align:left}
 tr.nd td{background:#fff3c4;font-weight:600}
 .stats td:first-child{color:#555}
-.grid-samples td{vertical-align:middle}
-img.sample{image-rendering:pixelated;max-width:100%;display:block}
+.grid-samples{display:flex;flex-wrap:wrap;gap:14px}
+figure{margin:0;border:1px solid #ddd;border-radius:4px;padding:6px}
+figcaption{font-weight:600;font-size:13px;margin-bottom:2px}
+img.sample{image-rendering:pixelated;width:384px;display:block}
 .cols{display:flex;font-size:12px;color:#555}.cols span{flex:1;text-align:center}
 pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}
 )";
@@ -558,15 +568,13 @@ std::string render_report(const std::string& run_dir, const ReportOptions& optio
                                         : "the same validation images at the end of each epoch");
     const std::vector<size_t> shown =
         spread(per_epoch.size(), size_t(std::max(0, options.max_embedded_epochs)));
-    html += "<table class=\"grid-samples\">\n";
+    html += "<div class=\"grid-samples\">\n";
     for (size_t index : shown) {
       const auto& [epoch, file] = per_epoch[index];
-      html += fmt::format(
-          "<tr><th>epoch {}</th><td><div class=\"cols\"><span>input</span><span>output</span>"
-          "<span>target</span></div>{}</td></tr>\n",
-          epoch, embed.img(file.relative, fmt::format("epoch {}", epoch)));
+      html += sample_card(fmt::format("epoch {}", epoch),
+                          embed.img(file.relative, fmt::format("epoch {}", epoch)));
     }
-    html += "</table>\n";
+    html += "</div>\n";
     if (shown.size() < per_epoch.size()) {
       html += "<p class=\"sub\">other epochs (files next to this page): ";
       std::set<size_t> shown_set(shown.begin(), shown.end());
@@ -578,17 +586,15 @@ std::string render_report(const std::string& run_dir, const ReportOptions& optio
     }
   }
   if (!step_files.empty() && options.latest_samples > 0) {
-    html += "<h2>Latest training samples</h2>\n<table class=\"grid-samples\">\n";
+    html += "<h2>Latest training samples</h2>\n<div class=\"grid-samples\">\n";
     const size_t first = step_files.size() > size_t(options.latest_samples)
                              ? step_files.size() - options.latest_samples
                              : 0;
     for (size_t i = step_files.size(); i-- > first;)
-      html += fmt::format(
-          "<tr><th>step {}</th><td><div class=\"cols\"><span>input</span><span>output</span>"
-          "<span>target</span></div>{}</td></tr>\n",
-          step_files[i].number,
+      html += sample_card(
+          fmt::format("step {}", step_files[i].number),
           embed.img(step_files[i].relative, fmt::format("step {}", step_files[i].number)));
-    html += "</table>\n";
+    html += "</div>\n";
   }
 
   // Test results written by `pix2pix test` (results/<split>_<epoch>/index.html, summary.json).

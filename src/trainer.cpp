@@ -619,8 +619,11 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
             "{:.0f}%/{:.0f}%  {:.2f} it/s  ETA {}",
             epoch, global_step, total, sum.g_gan / n, sum.g_l1 / n, sum.d_real / n, sum.d_fake / n,
             100 * sum.d_accuracy_real / n, 100 * sum.d_accuracy_fake / n, rate,
-            format_seconds(static_cast<double>(std::max<int64_t>(0, total - global_step)) /
-                           std::max(rate, 1e-9))));
+            format_seconds(std::min(static_cast<double>(std::max<int64_t>(0, total - global_step)) /
+                                        std::max(rate, 1e-9),
+                                    options.max_seconds > 0
+                                        ? std::max(0.0, options.max_seconds - elapsed)
+                                        : std::numeric_limits<double>::infinity()))));
         sum = StepStats{};
         in_interval = 0;
         data_seconds = step_seconds = 0;
