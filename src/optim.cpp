@@ -41,6 +41,20 @@ void Adam::zero_grad() {
   for (auto& p : parameters_) p.mutable_grad() = at::Tensor();
 }
 
+bool Adam::gradients_finite() const {
+  for (const auto& p : parameters_) {
+    const at::Tensor& grad = p.grad();
+    if (!grad.defined()) continue;
+    if (grad.scalar_type() == at::kFloat && grad.is_contiguous() && grad.device().is_cpu()) {
+      if (!detail::all_finite(grad.data_ptr<float>(), static_cast<size_t>(grad.numel())))
+        return false;
+    } else if (!at::isfinite(grad).all().item<bool>()) {
+      return false;
+    }
+  }
+  return true;
+}
+
 StateDict Adam::state() const {
   StateDict out;
   for (size_t i = 0; i < states_.size(); ++i) {

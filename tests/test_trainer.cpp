@@ -5,6 +5,7 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "pix2pix/init.h"
@@ -101,6 +102,36 @@ TEST(Trainer, DiscriminatorIsFrozenDuringTheGeneratorStep) {
   EXPECT_GT(stats.d_fake, 0);
   EXPECT_GE(stats.d_accuracy_real, 0);
   EXPECT_LE(stats.d_accuracy_real, 1);
+}
+
+// The non-finite guard: a NaN in the input makes both losses NaN; neither network is updated,
+// and weights, batch-norm statistics and optimiser moments stay exactly as they were.
+TEST(Trainer, NonFiniteStepIsSkippedAndChangesNothing) {
+  auto [generator, discriminator] = small_models(false);
+  Pix2PixStep step(generator, discriminator, {}, {}, {});
+  const auto a = torch::rand({1, 3, 32, 32}) * 2 - 1, b = torch::rand({1, 3, 32, 32}) * 2 - 1;
+  StepStats first = step.step(a, b);
+  EXPECT_FALSE(first.skipped_g || first.skipped_d);
+  auto snapshot = [&] {
+    std::vector<at::Tensor> all;
+    for (auto* module : {static_cast<torch::nn::Module*>(generator.get()),
+                         static_cast<torch::nn::Module*>(discriminator.get())})
+      for (const auto& [name, t] : module_state_dict(*module)) all.push_back(t.clone());
+    for (auto* optimizer : {&step.optimizer_g(), step.optimizer_d()})
+      for (const auto& [name, t] : optimizer->state()) all.push_back(t.clone());
+    return all;
+  };
+  const std::vector<at::Tensor> before = snapshot();
+  at::Tensor poisoned = a.clone();
+  poisoned[0][1][5][7] = std::numeric_limits<float>::quiet_NaN();
+  StepStats stats = step.step(poisoned, b);
+  EXPECT_TRUE(stats.skipped_g);
+  EXPECT_TRUE(stats.skipped_d);
+  const std::vector<at::Tensor> after = snapshot();
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_TRUE(torch::equal(before[i], after[i])) << "tensor " << i << " changed";
+  EXPECT_FALSE(step.step(a, b).skipped_g);  // and training goes on
 }
 
 TEST(Trainer, OverfittingOnePairDrivesL1Down) {
