@@ -11,6 +11,7 @@ PACKAGES=(
   libjpeg62-turbo-dev libpng-dev libtiff-dev zlib1g-dev
   libgtest-dev libgmock-dev
   python3-torch python3-pil python3-numpy   # the PyTorch reference, for parity tests
+  python3-skimage python3-scipy             # reference SSIM/PSNR and FID/KID values for tests
 )
 
 missing=()

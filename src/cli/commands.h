@@ -21,6 +21,8 @@ struct Command {
 Command add_model_command(CLI::App& parent);
 Command add_translate_command(CLI::App& parent);
 Command add_train_command(CLI::App& parent);
+Command add_test_command(CLI::App& parent);
+Command add_eval_command(CLI::App& parent);
 
 /// `data` and its subcommands (check, combine, synth): cmd_data*.cpp.
 std::vector<Command> add_data_commands(CLI::App& parent);

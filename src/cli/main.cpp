@@ -46,6 +46,8 @@ int main(int argc, char** argv) {
       pix2pix::cli::add_model_command(app),
       pix2pix::cli::add_translate_command(app),
       pix2pix::cli::add_train_command(app),
+      pix2pix::cli::add_test_command(app),
+      pix2pix::cli::add_eval_command(app),
   };
   for (auto* add : {&pix2pix::cli::add_data_commands, &pix2pix::cli::add_bench_commands})
     for (auto& command : (*add)(app)) commands.push_back(std::move(command));
