@@ -33,11 +33,11 @@ class BasicConv2d : public InceptionBlock {
   BasicConv2d(int64_t in, int64_t out, std::array<int64_t, 2> kernel,
               std::array<int64_t, 2> stride = {1, 1}, std::array<int64_t, 2> padding = {0, 0}) {
     using Pair = torch::ExpandingArray<2>;
-    conv_ = register_module("conv",
-                            nn::Conv2d(nn::Conv2dOptions(in, out, Pair({kernel[0], kernel[1]}))
-                                           .stride(Pair({stride[0], stride[1]}))
-                                           .padding(Pair({padding[0], padding[1]}))
-                                           .bias(false)));
+    conv_ =
+        register_module("conv", nn::Conv2d(nn::Conv2dOptions(in, out, Pair({kernel[0], kernel[1]}))
+                                               .stride(Pair({stride[0], stride[1]}))
+                                               .padding(Pair({padding[0], padding[1]}))
+                                               .bias(false)));
     bn_ = register_module("bn", nn::BatchNorm2d(nn::BatchNorm2dOptions(out).eps(0.001)));
   }
   at::Tensor forward(at::Tensor x) override { return bn_->forward(conv_->forward(x)).relu_(); }
@@ -107,10 +107,10 @@ class InceptionB : public InceptionBlock {
     b3x3dbl_3_ = register_module("branch3x3dbl_3", basic(96, 96, 3, 2));
   }
   at::Tensor forward(at::Tensor x) override {
-    return at::cat({b3x3_->forward(x),
-                    b3x3dbl_3_->forward(b3x3dbl_2_->forward(b3x3dbl_1_->forward(x))),
-                    at::max_pool2d(x, {3, 3}, {2, 2})},
-                   1);
+    return at::cat(
+        {b3x3_->forward(x), b3x3dbl_3_->forward(b3x3dbl_2_->forward(b3x3dbl_1_->forward(x))),
+         at::max_pool2d(x, {3, 3}, {2, 2})},
+        1);
   }
 
  private:
@@ -140,8 +140,8 @@ class InceptionC : public InceptionBlock {
   }
 
  private:
-  Conv b1x1_, b7x7_1_, b7x7_2_, b7x7_3_, b7x7dbl_1_, b7x7dbl_2_, b7x7dbl_3_, b7x7dbl_4_,
-      b7x7dbl_5_, pool_;
+  Conv b1x1_, b7x7_1_, b7x7_2_, b7x7_3_, b7x7dbl_1_, b7x7dbl_2_, b7x7dbl_3_, b7x7dbl_4_, b7x7dbl_5_,
+      pool_;
 };
 
 // Mixed_7a (InceptionD): 1x1 -> 3x3 s2 | 1x1 -> 1x7 -> 7x1 -> 3x3 s2 | max pool s2.
@@ -156,10 +156,10 @@ class InceptionD : public InceptionBlock {
     b7x7x3_4_ = register_module("branch7x7x3_4", basic(192, 192, 3, 2));
   }
   at::Tensor forward(at::Tensor x) override {
-    at::Tensor b7 = b7x7x3_4_->forward(
-        b7x7x3_3_->forward(b7x7x3_2_->forward(b7x7x3_1_->forward(x))));
-    return at::cat(
-        {b3x3_2_->forward(b3x3_1_->forward(x)), b7, at::max_pool2d(x, {3, 3}, {2, 2})}, 1);
+    at::Tensor b7 =
+        b7x7x3_4_->forward(b7x7x3_3_->forward(b7x7x3_2_->forward(b7x7x3_1_->forward(x))));
+    return at::cat({b3x3_2_->forward(b3x3_1_->forward(x)), b7, at::max_pool2d(x, {3, 3}, {2, 2})},
+                   1);
   }
 
  private:
@@ -186,15 +186,13 @@ class InceptionE : public InceptionBlock {
     b3 = at::cat({b3x3_2a_->forward(b3), b3x3_2b_->forward(b3)}, 1);
     at::Tensor dbl = b3x3dbl_2_->forward(b3x3dbl_1_->forward(x));
     dbl = at::cat({b3x3dbl_3a_->forward(dbl), b3x3dbl_3b_->forward(dbl)}, 1);
-    at::Tensor pooled =
-        max_pool_ ? at::max_pool2d(x, {3, 3}, {1, 1}, {1, 1}) : average_pool_3x3(x);
+    at::Tensor pooled = max_pool_ ? at::max_pool2d(x, {3, 3}, {1, 1}, {1, 1}) : average_pool_3x3(x);
     return at::cat({b1x1_->forward(x), b3, dbl, pool_->forward(pooled)}, 1);
   }
 
  private:
   bool max_pool_;
-  Conv b1x1_, b3x3_1_, b3x3_2a_, b3x3_2b_, b3x3dbl_1_, b3x3dbl_2_, b3x3dbl_3a_, b3x3dbl_3b_,
-      pool_;
+  Conv b1x1_, b3x3_1_, b3x3_2a_, b3x3_2b_, b3x3dbl_1_, b3x3dbl_2_, b3x3dbl_3a_, b3x3dbl_3b_, pool_;
 };
 
 }  // namespace
@@ -227,16 +225,15 @@ FidInceptionV3::FidInceptionV3(FidInceptionOptions options) : options_(options) 
 at::Tensor FidInceptionV3::preprocess(at::Tensor images) const {
   if (options_.resize_input) {
     const std::array<int64_t, 2> size = {299, 299};  // F.interpolate(size=...): scales unset
-    images = at::upsample_bilinear2d(images, size, /*align_corners=*/false, c10::nullopt,
-                                     c10::nullopt);
+    images =
+        at::upsample_bilinear2d(images, size, /*align_corners=*/false, c10::nullopt, c10::nullopt);
   }
   if (options_.normalize_input) images = images * 2 - 1;
   return images;
 }
 
 at::Tensor FidInceptionV3::pool_features(at::Tensor x) {
-  if (x.dim() != 4 || x.size(1) != 3)
-    throw Error("FidInceptionV3", "expects N x 3 x H x W images");
+  if (x.dim() != 4 || x.size(1) != 3) throw Error("FidInceptionV3", "expects N x 3 x H x W images");
   if (x.size(2) < 75 || x.size(3) < 75)
     throw Error("FidInceptionV3", "images must be at least 75 x 75 (got " +
                                       std::to_string(x.size(3)) + " x " +
@@ -275,8 +272,7 @@ at::Tensor fid_features(FidInceptionV3& network, const std::vector<Image>& image
   };
   for (const Image& image : images) {
     Image rgb = convert_channels(image, 3);
-    if (rgb.type != SampleType::kUint8)
-      throw Error("fid_features", "expects 8-bit images");
+    if (rgb.type != SampleType::kUint8) throw Error("fid_features", "expects 8-bit images");
     at::Tensor t = at::from_blob(rgb.data.data(), {1, rgb.height, rgb.width, 3}, at::kByte)
                        .permute({0, 3, 1, 2})
                        .to(at::kFloat)

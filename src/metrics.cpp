@@ -365,7 +365,6 @@ EvalReport evaluate_folders(const EvalOptions& options,
     }
   }
   report.mean = mean_metrics(all);
-  say(fmt::format("{} pairs compared", pairs.size()));
   if (!keep) {
     report.fid_unavailable =
         "no InceptionV3 weights given (--fid-weights pt_inception-2015-12-05-6726825d.pth, "

@@ -45,7 +45,7 @@ TEST(CliEval, PrintsCsvMeansAndWhyFidIsUnavailable) {
     test::put_image(dir, "real/" + std::to_string(i) + ".png", photo(i));
     test::put_image(dir, "fake/" + std::to_string(i) + ".png", darker(photo(i), 4 * i));
   }
-  // stdout to a file (progress lines go to stderr).
+  // stdout to a file (without FID weights nothing goes to stderr; with them, progress lines).
   const auto result = run_cli(
       "eval --real " + shell_quote(dir + "/real") + " --fake " + shell_quote(dir + "/fake") +
       " --csv " + shell_quote(dir + "/out.csv") + " > " + shell_quote(dir + "/stdout.txt"));
