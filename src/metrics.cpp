@@ -1,5 +1,7 @@
 #include "pix2pix/metrics.h"
 
+#include "detail/atomic_file.h"
+
 #include <ATen/ATen.h>
 #include <fmt/core.h>
 
@@ -435,23 +437,7 @@ std::string eval_report_json(const EvalReport& report) {
 }
 
 void write_text_file(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw Error(path, "cannot write", ErrorKind::kRuntime);
-    }
-  }
-  std::error_code error;
-  fs::rename(tmp, path, error);
-  if (error) {
-    fs::remove(tmp, error);
-    throw Error(path, "cannot write: " + error.message(), ErrorKind::kRuntime);
-  }
+  detail::write_file_atomically(path, text);
 }
 
 }  // namespace pix2pix

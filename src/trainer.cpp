@@ -240,9 +240,6 @@ Json options_json(const TrainOptions& o) {
 }
 
 // Writes `text` to `path` atomically: a temporary file in the same folder, then a rename.
-void write_text_atomically(const std::string& path, const std::string& text) {
-  detail::write_file_atomically(path, text);
-}
 
 at::Tensor scalar(int64_t value) { return at::scalar_tensor(value, at::kLong); }
 
@@ -513,8 +510,8 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
       throw Error(run_dir, "--resume with options that differ from the run's: " + changed);
     say(fmt::format("resuming {} at epoch {}, step {}", run_dir, start_epoch, global_step));
   } else {
-    write_text_atomically(run_dir + "/options.json", options_to_json(options));
-    write_text_atomically(
+    detail::write_file_atomically(run_dir + "/options.json", options_to_json(options));
+    detail::write_file_atomically(
         run_dir + "/model.txt",
         fmt::format(
             "generator {}: {} parameters\ndiscriminator {}: {} parameters, receptive field {}\n",

@@ -167,7 +167,8 @@ std::string metrics_csv(const std::vector<std::string>& names,
 /// "fid_unavailable": reason or null}. Infinite PSNRs are written as null.
 std::string eval_report_json(const EvalReport& report);
 
-/// Writes `text` to `path` atomically (a temporary file in the same folder, then a rename).
+/// Writes `text` to `path` atomically (a temporary file in the same folder, flushed and fsynced,
+/// then renamed over `path`).
 /// Throws pix2pix::Error(path, reason, ErrorKind::kRuntime) when the write fails.
 void write_text_file(const std::string& path, const std::string& text);
 
