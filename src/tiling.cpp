@@ -58,14 +58,13 @@ TileAxis plan_tile_axis(int64_t length, int64_t tile, int64_t overlap, int64_t m
   TORCH_CHECK(multiple >= 1 && length >= multiple && length % multiple == 0,
               "plan_tile_axis: length ", length, " is not a positive multiple of ", multiple);
   if (tile < multiple || tile % multiple != 0)
-    throw Error("--tile " + std::to_string(tile),
-                "not a positive multiple of " + std::to_string(multiple) +
-                    ", the size multiple the network needs");
+    throw Error("--tile " + std::to_string(tile), "not a positive multiple of " +
+                                                      std::to_string(multiple) +
+                                                      ", the size multiple the network needs");
   if (overlap < 0 || overlap > tile - multiple)
     throw Error("--overlap " + std::to_string(overlap),
-                "outside 0.." + std::to_string(tile - multiple) + " (tile " +
-                    std::to_string(tile) + " minus the network's size multiple " +
-                    std::to_string(multiple) + ")");
+                "outside 0.." + std::to_string(tile - multiple) + " (tile " + std::to_string(tile) +
+                    " minus the network's size multiple " + std::to_string(multiple) + ")");
   TileAxis axis;
   axis.length = length;
   if (tile >= length) {
@@ -130,8 +129,8 @@ at::Tensor run_tiled(const at::Tensor& input, const TileFunction& network, int64
       const at::Tensor result = network(piece);
       TORCH_CHECK(result.dim() == 4 && result.size(0) == input.size(0) &&
                       result.size(2) == rows.tile && result.size(3) == columns.tile,
-                  "run_tiled: the network mapped a tile of ", piece.sizes(), " to ",
-                  result.sizes(), "; it must keep the batch and spatial size");
+                  "run_tiled: the network mapped a tile of ", piece.sizes(), " to ", result.sizes(),
+                  "; it must keep the batch and spatial size");
       if (!output.defined())
         output = at::zeros({input.size(0), result.size(1), input.size(2), input.size(3)},
                            result.options().dtype(at::kFloat));

@@ -26,7 +26,9 @@ bool all_digits(const std::string& s) {
          std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c) != 0; });
 }
 
-int64_t round_up(int64_t value, int64_t multiple) { return (value + multiple - 1) / multiple * multiple; }
+int64_t round_up(int64_t value, int64_t multiple) {
+  return (value + multiple - 1) / multiple * multiple;
+}
 
 int64_t default_overlap(int64_t tile, int64_t multiple) {
   return std::min(tile / 4, tile - multiple);
@@ -246,8 +248,7 @@ GeneratorSource find_generator(const std::string& weights, const std::string& ep
     if (!fs::exists(run / "options.json", error))
       throw Error(weights, "a folder without options.json: not a run directory (runs/NAME)");
     std::string which = epoch.empty() ? "latest" : epoch;
-    if (which != "latest" && which != "best" &&
-        !all_digits(which))
+    if (which != "latest" && which != "best" && !all_digits(which))
       throw Error("--epoch", "'" + which + "' is not latest, best or an epoch number");
     use_run_options(run / "options.json");
     const fs::path file = run / "checkpoints" / (which + "_net_G.pth");

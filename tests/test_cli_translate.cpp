@@ -3,11 +3,10 @@
 // (paths on stdin) with outputs mirroring the input names; odd sizes; tiling flags; unreadable
 // inputs.
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <filesystem>
 #include <fstream>
-
-#include <torch/torch.h>
 
 #include "pix2pix/generator.h"
 #include "pix2pix/image_io.h"
@@ -87,8 +86,7 @@ TEST(TranslateCli, WeightsFromARunDirectoryACheckpointOrAFile) {
   EXPECT_EQ(read_image(dir + "/o3/a.png"), reference);
 
   // --epoch picks another checkpoint; a missing one lists those that exist.
-  auto epoch5 =
-      run_cli("translate --weights " + run + " --epoch 5 --out " + dir + "/o5 " + input);
+  auto epoch5 = run_cli("translate --weights " + run + " --epoch 5 --out " + dir + "/o5 " + input);
   ASSERT_EQ(epoch5.exit_code, 0) << epoch5.output;
   EXPECT_TRUE(contains(epoch5.output, "5_net_G.pth")) << epoch5.output;
   EXPECT_NE(read_image(dir + "/o5/a.png"), reference);
@@ -110,18 +108,17 @@ TEST(TranslateCli, WeightsFromARunDirectoryACheckpointOrAFile) {
   for (int y = 0; y < 70; ++y)
     for (int x = 0; x < 200; ++x)
       for (int c = 0; c < 3; ++c)
-        pair.at<uint8_t>(y, x, c) = x < 100 ? left.at<uint8_t>(y, x, c)
-                                            : right.at<uint8_t>(y, x - 100, c);
+        pair.at<uint8_t>(y, x, c) =
+            x < 100 ? left.at<uint8_t>(y, x, c) : right.at<uint8_t>(y, x - 100, c);
   test::put_image(dir, "pair/p.png", pair);
   test::put_image(dir, "half/p.png", right);
   ASSERT_EQ(run_cli("translate --aligned --weights " + run + " --out " + dir + "/o9 " + dir +
                     "/pair/p.png")
                 .exit_code,
             0);
-  ASSERT_EQ(
-      run_cli("translate --weights " + run + " --out " + dir + "/o10 " + dir + "/half/p.png")
-          .exit_code,
-      0);
+  ASSERT_EQ(run_cli("translate --weights " + run + " --out " + dir + "/o10 " + dir + "/half/p.png")
+                .exit_code,
+            0);
   EXPECT_EQ(read_image(dir + "/o9/p.png"), read_image(dir + "/o10/p.png"));
 }
 
@@ -183,8 +180,8 @@ TEST(TranslateCli, UnreadableInputs) {
   std::ofstream(dir + "/junk.png") << "not a PNG at all";
 
   // A file whose header cannot be read: named, exit 2, nothing written (checked first).
-  auto junk = run_cli(translate + " --out " + dir + "/o1 " + dir + "/good.png " + dir +
-                      "/junk.png");
+  auto junk =
+      run_cli(translate + " --out " + dir + "/o1 " + dir + "/good.png " + dir + "/junk.png");
   EXPECT_EQ(junk.exit_code, 2);
   EXPECT_TRUE(contains(junk.output, "junk.png")) << junk.output;
   EXPECT_FALSE(fs::exists(dir + "/o1/good.png"));
@@ -197,8 +194,7 @@ TEST(TranslateCli, UnreadableInputs) {
   write_png(dir + "/cut.png", noise);
   fs::resize_file(dir + "/cut.png", fs::file_size(dir + "/cut.png") / 2);
   ASSERT_NO_THROW(read_image_info(dir + "/cut.png"));
-  auto cut =
-      run_cli(translate + " --out " + dir + "/o2 " + dir + "/cut.png " + dir + "/good.png");
+  auto cut = run_cli(translate + " --out " + dir + "/o2 " + dir + "/cut.png " + dir + "/good.png");
   EXPECT_EQ(cut.exit_code, 2) << cut.output;
   EXPECT_TRUE(contains(cut.output, "cut.png")) << cut.output;
   EXPECT_TRUE(contains(cut.output, "1 of 2 inputs failed")) << cut.output;
@@ -236,8 +232,8 @@ TEST(TranslateCli, TilingFlags) {
   EXPECT_EQ(train.exit_code, 2);
   EXPECT_TRUE(contains(train.output, "--tile: tiling needs eval mode")) << train.output;
   EXPECT_FALSE(fs::exists(dir + "/o3"));
-  auto train_big = run_cli(translate + " --train-mode --max-pixels 10000 --out " + dir + "/o4 " +
-                           input);
+  auto train_big =
+      run_cli(translate + " --train-mode --max-pixels 10000 --out " + dir + "/o4 " + input);
   ASSERT_EQ(train_big.exit_code, 0) << train_big.output;
   EXPECT_TRUE(contains(train_big.output, "train mode translates whole images")) << train_big.output;
 }

@@ -82,9 +82,13 @@ TEST(ReflectPad, RepeatsTheMirrorForLargePadsAndReplicatesOneSample) {
 }
 
 TEST(TileAxis, StartsOnTheGridCoverTheAxisAndOverlapEnough) {
-  for (auto [length, tile, overlap, multiple] : std::vector<std::array<int64_t, 4>>{
-           {1024, 256, 64, 32}, {608, 256, 64, 32}, {4096, 1024, 256, 256},
-           {100, 40, 10, 4}, {96, 64, 0, 32}, {320, 64, 32, 32}}) {
+  for (auto [length, tile, overlap, multiple] :
+       std::vector<std::array<int64_t, 4>>{{1024, 256, 64, 32},
+                                           {608, 256, 64, 32},
+                                           {4096, 1024, 256, 256},
+                                           {100, 40, 10, 4},
+                                           {96, 64, 0, 32},
+                                           {320, 64, 32, 32}}) {
     SCOPED_TRACE(std::to_string(length) + " " + std::to_string(tile) + " " +
                  std::to_string(overlap));
     const TileAxis axis = plan_tile_axis(length, tile, overlap, multiple);
@@ -117,13 +121,11 @@ TEST(TileAxis, RejectsTilesOffTheGridAndOverlapsTooLarge) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(message([] { plan_tile_axis(512, 100, 0, 32); }).find("--tile 100"),
-            std::string::npos);
+  EXPECT_NE(message([] { plan_tile_axis(512, 100, 0, 32); }).find("--tile 100"), std::string::npos);
   EXPECT_NE(message([] { plan_tile_axis(512, 0, 0, 32); }).find("--tile"), std::string::npos);
   EXPECT_NE(message([] { plan_tile_axis(512, 128, 97, 32); }).find("--overlap 97"),
             std::string::npos);
-  EXPECT_NE(message([] { plan_tile_axis(512, 128, -1, 32); }).find("--overlap"),
-            std::string::npos);
+  EXPECT_NE(message([] { plan_tile_axis(512, 128, -1, 32); }).find("--overlap"), std::string::npos);
 }
 
 TEST(TileWeights, NeighboursSumToOneAndTileEdgesAreDropped) {
@@ -144,7 +146,8 @@ TEST(TileWeights, NeighboursSumToOneAndTileEdgesAreDropped) {
     EXPECT_EQ(weights[1][x].item<float>(), 0.0f) << x;
     EXPECT_EQ(weights[1][127 - x].item<float>(), 0.0f) << x;
   }
-  for (int64_t x = 8; x < 24; ++x) EXPECT_LT(weights[1][x].item<float>(), weights[1][x + 1].item<float>());
+  for (int64_t x = 8; x < 24; ++x)
+    EXPECT_LT(weights[1][x].item<float>(), weights[1][x + 1].item<float>());
   EXPECT_EQ(weights[1][64].item<float>(), 1.0f);
 }
 
@@ -166,8 +169,8 @@ TEST(RunTiled, PointwiseNetworkGivesItsWholeImageResult) {
 TEST(TranslatorPadding, AnySizeRoundTrips) {
   auto generator = small_unet();
   Translator translator(generator);
-  for (auto [width, height] : std::vector<std::pair<int, int>>{
-           {600, 600}, {1200, 600}, {257, 513}, {31, 7}, {1, 1}}) {
+  for (auto [width, height] :
+       std::vector<std::pair<int, int>>{{600, 600}, {1200, 600}, {257, 513}, {31, 7}, {1, 1}}) {
     SCOPED_TRACE(std::to_string(width) + "x" + std::to_string(height));
     Image input(width, height, 3);
     for (size_t i = 0; i < input.data.size(); ++i)
@@ -262,9 +265,12 @@ TEST(TranslatorTiling, SmallOverlapEqualsAwayFromBordersAndLeavesNoSeam) {
   // Pixels at least `radius` from every inner tile edge.
   at::Tensor far = torch::ones({512}, torch::kBool);
   for (size_t k = 0; k < axis.starts.size(); ++k) {
-    if (k > 0) far.narrow(0, std::max<int64_t>(0, axis.starts[k] - radius), 2 * radius).fill_(false);
+    if (k > 0)
+      far.narrow(0, std::max<int64_t>(0, axis.starts[k] - radius), 2 * radius).fill_(false);
     if (k + 1 < axis.starts.size())
-      far.narrow(0, axis.starts[k] + 192 - radius, std::min<int64_t>(2 * radius, 512 - (axis.starts[k] + 192 - radius))).fill_(false);
+      far.narrow(0, axis.starts[k] + 192 - radius,
+                 std::min<int64_t>(2 * radius, 512 - (axis.starts[k] + 192 - radius)))
+          .fill_(false);
   }
   const at::Tensor interior = far.view({-1, 1}) & far.view({1, -1});
   ASSERT_GT(interior.sum().item<int64_t>(), 0);
@@ -278,18 +284,62 @@ TEST(TranslatorTiling, SmallOverlapEqualsAwayFromBordersAndLeavesNoSeam) {
 
   // Seams: neighbour differences (along x and y) inside the overlap bands against the whole
   // image's largest neighbour difference anywhere.
-  auto step_x = [](const at::Tensor& t) { return (t.narrow(2, 1, t.size(2) - 1) - t.narrow(2, 0, t.size(2) - 1)).abs(); };
-  auto step_y = [](const at::Tensor& t) { return (t.narrow(1, 1, t.size(1) - 1) - t.narrow(1, 0, t.size(1) - 1)).abs(); };
-  const double own = std::max(step_x(whole).max().item<double>(), step_y(whole).max().item<double>());
+  auto step_x = [](const at::Tensor& t) {
+    return (t.narrow(2, 1, t.size(2) - 1) - t.narrow(2, 0, t.size(2) - 1)).abs();
+  };
+  auto step_y = [](const at::Tensor& t) {
+    return (t.narrow(1, 1, t.size(1) - 1) - t.narrow(1, 0, t.size(1) - 1)).abs();
+  };
+  const double own =
+      std::max(step_x(whole).max().item<double>(), step_y(whole).max().item<double>());
   double worst = 0;
   for (size_t k = 1; k < axis.starts.size(); ++k) {
     const int64_t begin = axis.starts[k] - 1, end = axis.starts[k - 1] + 192;  // the overlap band
     worst = std::max(worst, step_x(result).narrow(2, begin, end - begin).max().item<double>());
     worst = std::max(worst, step_y(result).narrow(1, begin, end - begin).max().item<double>());
   }
-  std::cout << "[ tiling ] largest neighbour step: " << worst << " in the overlap bands, "
-            << own << " anywhere in the whole-image output\n";
+  std::cout << "[ tiling ] largest neighbour step: " << worst << " in the overlap bands, " << own
+            << " anywhere in the whole-image output\n";
   EXPECT_LE(worst, own);
+}
+
+// Tiles that disagree (here: each tile's output is offset by its own constant, as per-tile
+// statistics would do): cut edge to edge they leave a step of the offsets' difference at every
+// border; blended, the change is spread over the middle half of the overlap, no steeper than the
+// raised cosine's largest slope, pi / 2 per o / 2 pixels.
+TEST(RunTiled, BlendingSpreadsTileDisagreementOverTheOverlap) {
+  const at::Tensor ramp_x =
+      torch::linspace(-1, 1, 320).view({1, 1, 1, 320}).expand({1, 1, 320, 320});
+  const at::Tensor input = (ramp_x + ramp_x.transpose(2, 3)) / 2;  // smooth: steps of 1/319
+  auto offsets_network = [](std::vector<double>* offsets) {
+    return [offsets](const at::Tensor& t) {
+      const double offset =
+          0.3 * static_cast<double>(offsets->size() % 3) - 0.25 * (offsets->size() % 2);
+      offsets->push_back(offset);
+      return t + offset;
+    };
+  };
+  auto largest_step = [](const at::Tensor& t) {
+    return std::max(
+        (t.narrow(3, 1, t.size(3) - 1) - t.narrow(3, 0, t.size(3) - 1)).abs().max().item<double>(),
+        (t.narrow(2, 1, t.size(2) - 1) - t.narrow(2, 0, t.size(2) - 1)).abs().max().item<double>());
+  };
+  std::vector<double> cut_offsets, blend_offsets;
+  const at::Tensor cut = run_tiled(input, offsets_network(&cut_offsets), 160, 0, 32);
+  const at::Tensor blend = run_tiled(input, offsets_network(&blend_offsets), 128, 64, 32);
+  ASSERT_EQ(cut_offsets.size(), 4u);
+  ASSERT_EQ(blend_offsets.size(), 16u);
+  double largest_difference = 0;
+  for (double a : blend_offsets)
+    for (double b : blend_offsets)
+      largest_difference = std::max(largest_difference, std::abs(a - b));
+  const double own = largest_step(input);
+  const double bound = own + M_PI / 2 * largest_difference / (64 / 2);
+  std::cout << "[ tiling ] disagreeing tiles: largest neighbour step " << largest_step(cut)
+            << " cut, " << largest_step(blend) << " blended (bound " << bound << "), input " << own
+            << "\n";
+  EXPECT_GT(largest_step(cut), 0.2);  // the seam a cut leaves
+  EXPECT_LE(largest_step(blend), bound + 1e-6);
 }
 
 TEST(TranslatorTiling, AutomaticAboveTheBudgetAndNeverInTrainMode) {

@@ -38,7 +38,7 @@ struct TranslateOptions {
   /// Pixel budget for whole-image translation: a padded image above it is tiled automatically
   /// (eval mode only) with the largest tile that is a multiple of size_multiple() and whose square
   /// fits the budget (at least 2 * size_multiple()), and the default overlap. 0: never tile
-  /// automatically. Default 2^20 (1024 x 1024): about 0.5 GB of activations for unet_256.
+  /// automatically. Default 2^20 (1024 x 1024): unet_256 then peaks at about 1.4 GB.
   int64_t max_pixels = int64_t{1} << 20;
 };
 
@@ -91,10 +91,10 @@ class Translator {
 
 /// Where a generator's weights and architecture come from (find_generator).
 struct GeneratorSource {
-  std::string weights;       ///< the state_dict file to load
-  std::string options_file;  ///< the run's options.json the architecture came from; empty: none
-  GeneratorOptions options;  ///< the architecture: from options_file, else the fallback given
-  bool has_direction = false;            ///< options_file recorded a direction
+  std::string weights;         ///< the state_dict file to load
+  std::string options_file;    ///< the run's options.json the architecture came from; empty: none
+  GeneratorOptions options;    ///< the architecture: from options_file, else the fallback given
+  bool has_direction = false;  ///< options_file recorded a direction
   Direction direction = Direction::kAtoB;  ///< the run's direction (when has_direction)
 };
 

@@ -8,9 +8,9 @@
 
 #include <algorithm>
 #include <cctype>
-#include <functional>
 #include <chrono>
 #include <filesystem>
+#include <functional>
 #include <iostream>
 #include <map>
 
@@ -36,7 +36,7 @@ struct TranslateFlags {
   std::vector<std::string> inputs;
   bool eval_mode = false;
   bool train_mode = false;
-  bool aligned = false;  // inputs are A|B pairs: translate the input half
+  bool aligned = false;   // inputs are A|B pairs: translate the input half
   std::string direction;  // AtoB or BtoA; empty: the run's, else AtoB
   int64_t tile = 0;
   int64_t overlap = -1;
@@ -220,8 +220,8 @@ int run_translate(const TranslateFlags& flags, const CLI::App& app) {
     }
   }
   if (failed > 0)
-    throw Error(fmt::format("{} of {} inputs failed (named above); the others were written",
-                            failed, jobs.size()));
+    throw Error(fmt::format("{} of {} inputs failed (named above); the others were written", failed,
+                            jobs.size()));
   return 0;
 }
 
