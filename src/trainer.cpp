@@ -199,6 +199,8 @@ Json options_json(const TrainOptions& o) {
       {"init_D", o.init_d},
       {"deterministic", o.deterministic},
       {"accumulate", o.accumulate},
+      {"precision", to_string(o.compute.precision)},
+      {"transposed_conv", to_string(o.compute.transposed)},
   };
 }
 
@@ -355,6 +357,8 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     load_state_dict(*discriminator, read_state_dict(options.init_d), options.init_d);
   }
   at::globalContext().setDeterministicAlgorithms(options.deterministic, /*warn_only=*/false);
+  set_compute(*generator, options.compute);
+  if (discriminator) set_compute(*discriminator, options.compute);
   const int64_t multiple = generator->size_multiple();
   if (has_crop(options.transform.preprocess) && (options.transform.crop_height % multiple != 0 ||
                                                  options.transform.crop_width % multiple != 0))
@@ -434,7 +438,9 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                                                        "cache",
                                                        "n_epochs",
                                                        "n_epochs_decay",
-                                                       "validate"};
+                                                       "validate",
+                                                       "precision",
+                                                       "transposed_conv"};
       if (kMayChange.count(key) || (stored.contains(key) && stored.at(key) == value)) continue;
       changed += (changed.empty() ? "" : ", ") + key + " (" +
                  (stored.contains(key) ? stored.at(key).dump() : "unset") + " -> " + value.dump() +

@@ -7,6 +7,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "pix2pix/compute.h"
 #include "pix2pix/init.h"
 #include "pix2pix/pytorch_import.h"
 #include "pix2pix/trainer.h"
@@ -15,17 +16,19 @@
 namespace pix2pix {
 namespace {
 
-// From the same weights, inputs and seed, our step gives the reference's weights bit for bit
-// (reference_step.py --trace: it saves weights and inputs, reseeds with seed + 1, trains).
-TEST(TrainerReference, StepsAreBitwiseEqualToReference) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+// Runs `steps` steps of the reference (reference_step.py --trace: it saves weights and inputs,
+// reseeds with seed + 1, trains) and ours from the same start with `compute`; returns the
+// largest |ours - reference| over all final weights and buffers of G and D (0: bit for bit).
+double max_difference_to_reference(int steps, const ComputeOptions& compute,
+                                   double loss_d_tolerance) {
   const std::string dir = test::temp_dir();
-  const int steps = 3, seed = 4;
+  const int seed = 4;
   auto trace = test::run_python(
       test::shared_dir() +
       "/bench/reference_step.py --netG unet_128 --size 128 --threads 1 --seed " +
       std::to_string(seed) + " --steps " + std::to_string(steps) + " --trace " + dir);
-  ASSERT_EQ(trace.exit_code, 0) << trace.output;
+  EXPECT_EQ(trace.exit_code, 0) << trace.output;
+  if (trace.exit_code != 0) return 1e9;
 
   const int threads = at::get_num_threads();
   at::set_num_threads(1);
@@ -36,34 +39,55 @@ TEST(TrainerReference, StepsAreBitwiseEqualToReference) {
   auto discriminator = make_discriminator(d_options);
   load_state_dict(*generator, read_state_dict(dir + "/init_G.pth"), "init_G.pth");
   load_state_dict(*discriminator, read_state_dict(dir + "/init_D.pth"), "init_D.pth");
+  set_compute(*generator, compute);
+  set_compute(*discriminator, compute);
   const StateDict inputs = read_state_dict(dir + "/inputs.pt");
-  ASSERT_EQ(inputs.size(), 2u);
+  EXPECT_EQ(inputs.size(), 2u);
   Pix2PixStep step(generator, discriminator, {}, {}, {});
   torch::manual_seed(seed + 1);
   StepStats stats;
   for (int i = 0; i < steps; ++i) stats = step.step(inputs[0].second, inputs[1].second);
   at::set_num_threads(threads);
 
+  double max_diff = 0;
   for (const auto& [file, module] : std::vector<std::pair<std::string, torch::nn::Module*>>{
            {"final_G.pth", generator.get()}, {"final_D.pth", discriminator.get()}}) {
     const StateDict expected = read_state_dict(dir + "/" + file);
     const StateDict ours = module_state_dict(*module);
-    ASSERT_EQ(expected.size(), ours.size());
-    for (size_t i = 0; i < ours.size(); ++i) {
-      ASSERT_EQ(ours[i].first, expected[i].first);
-      EXPECT_TRUE(torch::equal(ours[i].second, expected[i].second))
-          << file << " " << ours[i].first << " max diff "
-          << (ours[i].second.to(at::kDouble) - expected[i].second.to(at::kDouble))
-                 .abs()
-                 .max()
-                 .item<double>();
+    EXPECT_EQ(expected.size(), ours.size());
+    for (size_t i = 0; i < std::min(ours.size(), expected.size()); ++i) {
+      EXPECT_EQ(ours[i].first, expected[i].first);
+      const double diff = (ours[i].second.to(at::kDouble) - expected[i].second.to(at::kDouble))
+                              .abs()
+                              .max()
+                              .item<double>();
+      if (diff > max_diff)
+        std::cout << "[ parity ] " << file << " " << ours[i].first << " max diff " << diff << "\n";
+      max_diff = std::max(max_diff, diff);
     }
   }
   std::ifstream losses_file(dir + "/losses.json");
   auto losses = nlohmann::json::parse(losses_file);
   // The reference reports float32 losses; ours are their terms in double.
   EXPECT_NEAR(stats.g_gan + 100.0 * stats.g_l1, losses["loss_G"].get<double>(), 1e-5);
-  EXPECT_NEAR(0.5 * (stats.d_fake + stats.d_real), losses["loss_D"].get<double>(), 1e-7);
+  EXPECT_NEAR(0.5 * (stats.d_fake + stats.d_real), losses["loss_D"].get<double>(),
+              loss_d_tolerance);
+  return max_diff;
+}
+
+// From the same weights, inputs and seed, our step with libtorch's transposed convolutions
+// (TransposedConv::kNative) gives the reference's weights bit for bit.
+TEST(TrainerReference, StepsAreBitwiseEqualToReference) {
+  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  EXPECT_EQ(max_difference_to_reference(3, {Precision::kFloat32, TransposedConv::kNative, 8}, 1e-7),
+            0.0);
+}
+
+// The default compute settings (transposed convolutions as convolution gradients where that is
+// faster) stay within 1e-5 of the reference's weights after 5 steps.
+TEST(TrainerReference, DefaultStepsAreWithin1e5OfReference) {
+  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  EXPECT_LE(max_difference_to_reference(5, ComputeOptions{}, 1e-6), 1e-5);
 }
 
 std::pair<std::shared_ptr<Generator>, std::shared_ptr<Discriminator>> small_models(bool dropout) {

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "pix2pix/compute.h"
 #include "pix2pix/dataset.h"
 #include "pix2pix/discriminator.h"
 #include "pix2pix/generator.h"
@@ -114,6 +115,10 @@ struct TrainOptions {
   /// Batches whose gradients are summed (as their mean) before each optimiser step; a step is
   /// one optimiser update, so an epoch has ceil(batches / accumulate) steps.
   int64_t accumulate = 1;
+  /// How G and D compute: precision (fp32 | bf16 convolutions with fp32 master weights) and the
+  /// transposed-convolution path (default auto: within float rounding of the reference; native:
+  /// the reference's numbers bit for bit). May change on --resume.
+  ComputeOptions compute;
 };
 
 /// Writes `options` as JSON: {"options": {...}, "non_defaults": [keys differing from defaults]}.

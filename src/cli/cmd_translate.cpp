@@ -22,6 +22,7 @@ namespace fs = std::filesystem;
 
 struct TranslateFlags {
   GeneratorFlags generator;
+  ComputeFlags compute;
   std::string weights;
   std::string out;
   std::vector<std::string> inputs;
@@ -35,6 +36,7 @@ int run_translate(const TranslateFlags& flags) {
   const GeneratorOptions options = flags.generator.resolve();
   auto generator = make_generator(options);
   load_state_dict(*generator, read_state_dict(flags.weights), flags.weights);
+  set_compute(*generator, flags.compute.resolve());
   TranslateOptions translate_options;
   translate_options.train_mode = flags.train_mode;
   Translator translator(generator, translate_options);
@@ -89,6 +91,7 @@ Command add_translate_command(CLI::App& parent) {
       ->check(CLI::ExistingFile);
   app->add_option("--out", flags->out, "output folder (created if missing)")->required();
   flags->generator.add_to(app);
+  flags->compute.add_to(app);
   auto* eval_flag =
       app->add_flag("--eval", flags->eval_mode,
                     "eval mode: running batch-norm statistics, no dropout (the default)");
