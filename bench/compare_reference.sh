@@ -94,7 +94,7 @@ def seconds(side, kind, precision, rnd):
 
 print(f"pix2pix vs PyTorch reference: unet_256 + basic D, batch 1, {size}x{size}, {threads} threads, "
       f"{steps} timed steps per run, {len(rounds)} rounds (seconds: median per run)")
-print(f"{'':18} {'round':>7} {'ours s':>9} {'reference s':>12} {'ours/ref':>9}  target")
+print(f"{'':21} {'round':>7} {'ours s':>9} {'reference s':>12} {'ours/ref':>9}  target")
 for kind, label in (("train", "training step"), ("infer", "inference/image")):
     for precision in ("fp32", "bf16"):
         ours_all, ref_all = [], []
@@ -103,11 +103,11 @@ for kind, label in (("train", "training step"), ("infer", "inference/image")):
             o, f = seconds("ours", kind, precision, rnd), seconds("reference", kind, precision, rnd)
             ours_all.append(o)
             ref_all.append(f)
-            print(f"{name:18} {rnd:>7} {o:>9.4f} {f:>12.4f} {o / f:>9.3f}")
+            print(f"{name:21} {rnd:>7} {o:>9.4f} {f:>12.4f} {o / f:>9.3f}")
         o, f = statistics.median(ours_all), statistics.median(ref_all)
         target = targets.get((kind, precision))
         verdict = "" if target is None else f"<= {target}: {'met' if o / f <= target else 'MISSED'}"
-        print(f"{name:18} {'overall':>7} {o:>9.4f} {f:>12.4f} {o / f:>9.3f}  {verdict}")
+        print(f"{name:21} {'overall':>7} {o:>9.4f} {f:>12.4f} {o / f:>9.3f}  {verdict}")
 ours_train = [r["raw"] for r in rows if r["side"] == "ours" and r["kind"] == "train"]
 for precision in ("fp32", "bf16"):
     runs = [r for r in ours_train if r["precision"] == precision]
