@@ -34,6 +34,9 @@ void Adam::step() {
                         state.exp_avg_sq.data_ptr<float>(), static_cast<size_t>(p.numel()),
                         {options_.lr, options_.beta1, options_.beta2, options_.eps,
                          options_.weight_decay, state.step});
+    // Written through raw pointers: record the in-place change as torch's ops would (cached
+    // bf16 copies and autograd's saved-tensor checks look at the version).
+    p.unsafeGetTensorImpl()->bump_version();
   }
 }
 

@@ -236,6 +236,8 @@ Json options_json(const TrainOptions& o) {
       {"deterministic", o.deterministic},
       {"accumulate", o.accumulate},
       {"max_nonfinite", o.max_nonfinite},
+      {"precision", to_string(o.compute.precision)},
+      {"transposed_conv", to_string(o.compute.transposed)},
   };
 }
 
@@ -399,6 +401,8 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     load_state_dict(*discriminator, read_state_dict(options.init_d), options.init_d);
   }
   at::globalContext().setDeterministicAlgorithms(options.deterministic, /*warn_only=*/false);
+  set_compute(*generator, options.compute);
+  if (discriminator) set_compute(*discriminator, options.compute);
   const int64_t multiple = generator->size_multiple();
   if (has_crop(options.transform.preprocess) && (options.transform.crop_height % multiple != 0 ||
                                                  options.transform.crop_width % multiple != 0))
@@ -500,7 +504,9 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                                                        "n_epochs",
                                                        "n_epochs_decay",
                                                        "validate",
-                                                       "max_nonfinite"};
+                                                       "max_nonfinite",
+                                                       "precision",
+                                                       "transposed_conv"};
       if (kMayChange.count(key) || (stored.contains(key) && stored.at(key) == value)) continue;
       changed += (changed.empty() ? "" : ", ") + key + " (" +
                  (stored.contains(key) ? stored.at(key).dump() : "unset") + " -> " + value.dump() +

@@ -219,7 +219,8 @@ TEST(TrainCommand, MatchesTheReferenceOnOnePair) {
   auto ours = test::run_cli(
       "--threads 1 train --data " + dir + "/data --runs-dir " + dir + "/runs --name parity " +
       "--netG unet_128 --direction BtoA --preprocess none --crop-size 128 --no-flip "
-      "--batch-size 1 --max-steps 5 --seed 1 --deterministic --sample-every 0 --init-G " + dir +
+      "--batch-size 1 --max-steps 5 --seed 1 --deterministic --transposed-conv native "
+      "--sample-every 0 --init-G " + dir +
       "/ref/init_G.pth --init-D " + dir + "/ref/init_D.pth");
   ASSERT_EQ(ours.exit_code, 0) << ours.output;
   for (const char* net : {"G", "D"}) {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "pix2pix/compute.h"
 #include "pix2pix/dataset.h"
 #include "pix2pix/discriminator.h"
 #include "pix2pix/generator.h"
@@ -125,6 +126,10 @@ struct TrainOptions {
   /// When set and non-zero (a signal number, set by a signal handler), the run stops after the
   /// current step, saves a checkpoint and returns with TrainResult::interrupted set to it.
   const std::atomic<int>* interrupt = nullptr;
+  /// How G and D compute: precision (fp32 | bf16 convolutions with fp32 master weights) and the
+  /// transposed-convolution path (default auto: within float rounding of the reference; native:
+  /// the reference's numbers bit for bit). May change on --resume.
+  ComputeOptions compute;
 };
 
 /// Writes `options` as JSON: {"options": {...}, "non_defaults": [keys differing from defaults]}.

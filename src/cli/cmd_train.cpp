@@ -20,6 +20,7 @@ struct TrainFlags {
   GeneratorFlags generator;
   DiscriminatorFlags discriminator;
   InitFlags init;
+  ComputeFlags compute;
   std::string direction = "AtoB", gan_mode = "vanilla", lr_policy = "linear";
   std::string preprocess = "resize_and_crop", crop_size = "256", resize_filter = "bicubic";
   bool no_flip = false, no_validate = false;
@@ -44,6 +45,7 @@ int run_train(TrainFlags& flags) {
   options.generator = flags.generator.resolve();
   options.discriminator = flags.discriminator.resolve(options.generator);
   options.init = flags.init.resolve();
+  options.compute = flags.compute.resolve();
   options.direction = parse_direction(flags.direction);
   options.objective.gan_mode = parse_gan_mode(flags.gan_mode);
   options.schedule.policy = parse_lr_policy(flags.lr_policy);
@@ -184,6 +186,7 @@ Command add_train_command(CLI::App& parent) {
   app->add_flag("--deterministic", o.deterministic,
                 "deterministic algorithms only: same seed and --threads give identical runs");
   add_config_option(app);
+  flags->compute.add_to(app);
   return {app, [flags] { return run_train(*flags); }};
 }
 

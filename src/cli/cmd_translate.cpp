@@ -30,6 +30,7 @@ namespace fs = std::filesystem;
 
 struct TranslateFlags {
   GeneratorFlags generator;
+  ComputeFlags compute;
   std::string weights;
   std::string epoch;  // with a run directory: latest (default), best or N
   std::string out;
@@ -142,6 +143,7 @@ int run_translate(const TranslateFlags& flags, const CLI::App& app) {
   const Direction direction = !flags.direction.empty() ? parse_direction(flags.direction)
                               : source.has_direction   ? source.direction
                                                        : Direction::kAtoB;
+  set_compute(*generator, flags.compute.resolve());
   TranslateOptions translate_options;
   translate_options.train_mode = flags.train_mode;
   translate_options.tile = flags.tile;
@@ -242,6 +244,7 @@ Command add_translate_command(CLI::App& parent) {
                   "with a run directory: latest (default), best or an epoch number");
   app->add_option("--out", flags->out, "output folder (created if missing)")->required();
   flags->generator.add_to(app);
+  flags->compute.add_to(app);
   auto* eval_flag =
       app->add_flag("--eval", flags->eval_mode,
                     "eval mode: running batch-norm statistics, no dropout (the default)");

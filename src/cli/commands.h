@@ -30,8 +30,10 @@ Command add_data_check_command(CLI::App& data);
 Command add_data_combine_command(CLI::App& data);
 Command add_data_synth_command(CLI::App& data);
 
-/// `bench` and its subcommands (loader; train and infer later): cmd_bench*.cpp.
+/// `bench` and its subcommands (loader, train, infer): cmd_bench*.cpp.
 std::vector<Command> add_bench_commands(CLI::App& parent);
 Command add_bench_loader_command(CLI::App& bench);
+Command add_bench_train_command(CLI::App& bench);  ///< cmd_bench_networks.cpp
+Command add_bench_infer_command(CLI::App& bench);  ///< cmd_bench_networks.cpp
 
 }  // namespace pix2pix::cli
