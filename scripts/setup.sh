@@ -13,6 +13,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler  # TensorBoard event files (our .proto, compiled at build time)
   python3-protobuf chromium          # tests: an independent event-file reader; the report rendered
   python3-torch python3-pil python3-numpy   # the PyTorch reference, for parity tests
+  python3-skimage python3-scipy             # reference SSIM/PSNR and FID/KID values for tests
 )
 
 missing=()

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 
+#include "detail/convolution.h"
 #include "detail/layers.h"
 #include "pix2pix/error.h"
 
@@ -31,7 +32,7 @@ int64_t patchgan_trunk(const DiscriminatorOptions& options, nn::Sequential& laye
                        std::vector<ConvGeometry>& convs) {
   const bool bias = detail::conv_bias_for(options.norm);
   const int64_t ndf = options.ndf;
-  nn::Conv2d first(nn::Conv2dOptions(options.input_nc, ndf, 4).stride(2).padding(1));
+  detail::Conv2d first(nn::Conv2dOptions(options.input_nc, ndf, 4).stride(2).padding(1));
   layers->push_back(first);
   layers->push_back(leaky_relu());
   convs.push_back({4, 2, 1});
@@ -40,7 +41,7 @@ int64_t patchgan_trunk(const DiscriminatorOptions& options, nn::Sequential& laye
     const int64_t prev = mult;
     mult = std::min<int64_t>(int64_t{1} << n, 8);
     const int64_t stride = n < options.n_layers ? 2 : 1;
-    nn::Conv2d conv(
+    detail::Conv2d conv(
         nn::Conv2dOptions(ndf * prev, ndf * mult, 4).stride(stride).padding(1).bias(bias));
     layers->push_back(conv);
     layers->push_back(detail::make_norm_layer(options.norm, ndf * mult));
@@ -81,7 +82,7 @@ NLayerDiscriminator::NLayerDiscriminator(const DiscriminatorOptions& options)
   check_options(options);
   nn::Sequential layers;
   const int64_t channels = patchgan_trunk(options, layers, convs_);
-  nn::Conv2d last(nn::Conv2dOptions(channels, 1, 4).stride(1).padding(1));
+  detail::Conv2d last(nn::Conv2dOptions(channels, 1, 4).stride(1).padding(1));
   layers->push_back(last);
   convs_.push_back({4, 1, 1});
   model_ = register_module("model", layers);
@@ -95,14 +96,14 @@ PixelDiscriminator::PixelDiscriminator(const DiscriminatorOptions& options)
   const bool bias = detail::conv_bias_for(options.norm);
   const int64_t ndf = options.ndf;
   nn::Sequential layers;
-  nn::Conv2d first(nn::Conv2dOptions(options.input_nc, ndf, 1));
+  detail::Conv2d first(nn::Conv2dOptions(options.input_nc, ndf, 1));
   layers->push_back(first);
   layers->push_back(leaky_relu());
-  nn::Conv2d second(nn::Conv2dOptions(ndf, ndf * 2, 1).bias(bias));
+  detail::Conv2d second(nn::Conv2dOptions(ndf, ndf * 2, 1).bias(bias));
   layers->push_back(second);
   layers->push_back(detail::make_norm_layer(options.norm, ndf * 2));
   layers->push_back(leaky_relu());
-  nn::Conv2d last(nn::Conv2dOptions(ndf * 2, 1, 1).bias(bias));
+  detail::Conv2d last(nn::Conv2dOptions(ndf * 2, 1, 1).bias(bias));
   layers->push_back(last);
   convs_ = {{1, 1, 0}, {1, 1, 0}, {1, 1, 0}};
   net_ = register_module("net", layers);

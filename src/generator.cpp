@@ -4,6 +4,7 @@
 
 #include <regex>
 
+#include "detail/convolution.h"
 #include "detail/layers.h"
 #include "pix2pix/error.h"
 
@@ -51,11 +52,12 @@ struct ResizeConvImpl : nn::Module {
     upsample = register_module("upsample", nn::Upsample(options));
     conv = register_module(
         "conv",
-        nn::Conv2d(nn::Conv2dOptions(in, out, 3).padding(1).bias(bias).padding_mode(padding_mode)));
+        detail::Conv2d(
+            nn::Conv2dOptions(in, out, 3).padding(1).bias(bias).padding_mode(padding_mode)));
   }
   at::Tensor forward(at::Tensor x) { return conv->forward(upsample->forward(x)); }
   nn::Upsample upsample{nullptr};
-  nn::Conv2d conv{nullptr};
+  detail::Conv2d conv{nullptr};
 };
 TORCH_MODULE(ResizeConv);
 
@@ -69,7 +71,7 @@ nn::AnyModule upsampling_layer(Upsampling mode, int64_t in, int64_t out, bool bi
     auto options =
         nn::ConvTranspose2dOptions(in, out, transposed_kernel).stride(2).padding(1).bias(bias);
     if (transposed_kernel == 3) options.output_padding(1);
-    return nn::AnyModule(nn::ConvTranspose2d(options));
+    return nn::AnyModule(detail::ConvTranspose2d(options));
   }
   return nn::AnyModule(ResizeConv(mode, in, out, bias, resize_padding));
 }
@@ -88,7 +90,7 @@ class UNetBlockImpl : public nn::Module {
                 bool outermost, bool innermost, const GeneratorOptions& options, bool use_dropout)
       : outermost(outermost) {
     const bool bias = detail::conv_bias_for(options.norm);
-    nn::Conv2d down(nn::Conv2dOptions(input_nc, inner_nc, 4).stride(2).padding(1).bias(bias));
+    detail::Conv2d down(nn::Conv2dOptions(input_nc, inner_nc, 4).stride(2).padding(1).bias(bias));
     nn::Sequential layers;
     if (outermost) {
       auto up = upsampling_layer(options.upsampling, inner_nc * 2, outer_nc, true, 4);
@@ -173,13 +175,13 @@ struct ResNetBlockImpl : nn::Module {
     const bool bias = detail::conv_bias_for(options.norm);
     nn::Sequential block;
     block->push_back(nn::ReflectionPad2d(1));
-    nn::Conv2d conv1(nn::Conv2dOptions(dim, dim, 3).bias(bias));
+    detail::Conv2d conv1(nn::Conv2dOptions(dim, dim, 3).bias(bias));
     block->push_back(conv1);
     block->push_back(detail::make_norm_layer(options.norm, dim));
     block->push_back(relu());
     if (options.dropout) block->push_back(nn::Dropout(0.5));
     block->push_back(nn::ReflectionPad2d(1));
-    nn::Conv2d conv2(nn::Conv2dOptions(dim, dim, 3).bias(bias));
+    detail::Conv2d conv2(nn::Conv2dOptions(dim, dim, 3).bias(bias));
     block->push_back(conv2);
     block->push_back(detail::make_norm_layer(options.norm, dim));
     conv_block = register_module("conv_block", block);
@@ -221,14 +223,14 @@ ResNetGenerator::ResNetGenerator(const GeneratorOptions& options, int64_t n_bloc
   const int64_t ngf = options.ngf;
   nn::Sequential layers;
   layers->push_back(nn::ReflectionPad2d(3));
-  nn::Conv2d first(nn::Conv2dOptions(options.input_nc, ngf, 7).bias(bias));
+  detail::Conv2d first(nn::Conv2dOptions(options.input_nc, ngf, 7).bias(bias));
   layers->push_back(first);
   layers->push_back(detail::make_norm_layer(options.norm, ngf));
   layers->push_back(relu());
   constexpr int64_t kDownsamplings = 2;
   for (int64_t i = 0; i < kDownsamplings; ++i) {
     const int64_t mult = int64_t{1} << i;
-    nn::Conv2d down(
+    detail::Conv2d down(
         nn::Conv2dOptions(ngf * mult, ngf * mult * 2, 3).stride(2).padding(1).bias(bias));
     layers->push_back(down);
     layers->push_back(detail::make_norm_layer(options.norm, ngf * mult * 2));
@@ -247,7 +249,7 @@ ResNetGenerator::ResNetGenerator(const GeneratorOptions& options, int64_t n_bloc
     layers->push_back(relu());
   }
   layers->push_back(nn::ReflectionPad2d(3));
-  nn::Conv2d last(nn::Conv2dOptions(ngf, options.output_nc, 7));
+  detail::Conv2d last(nn::Conv2dOptions(ngf, options.output_nc, 7));
   layers->push_back(last);
   layers->push_back(nn::Tanh());
   model_ = register_module("model", layers);

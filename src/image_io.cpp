@@ -2,6 +2,8 @@
 // PNG writing. The codecs themselves live in src/detail/image_{png,jpeg,tiff}.cpp.
 #include "pix2pix/image_io.h"
 
+#include "detail/atomic_file.h"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -123,27 +125,6 @@ void convert_pixels(const Image& in, Image* out) {
   }
 }
 
-std::string folder_of(const std::string& path) {
-  std::string folder = std::filesystem::path(path).parent_path().string();
-  return folder.empty() ? "." : folder;
-}
-
-// Why a file cannot be created in `folder`, in words, from errno.
-std::string folder_problem(const std::string& folder, int error) {
-  switch (error) {
-    case ENOENT:
-      return "cannot write: folder '" + folder + "' does not exist";
-    case ENOTDIR:
-      return "cannot write: '" + folder + "' is not a folder";
-    case EACCES:
-    case EPERM:
-      return "cannot write: permission denied in folder '" + folder + "'";
-    case EROFS:
-      return "cannot write: folder '" + folder + "' is on a read-only file system";
-    default:
-      return "cannot write in folder '" + folder + "': " + std::strerror(error);
-  }
-}
 
 }  // namespace
 
@@ -352,68 +333,9 @@ void write_png(const std::string& path, const Image& image, const PngWriteOption
                           " bytes, its size says " +
                           std::to_string(image.sample_count() * image.bytes_per_sample()));
   }
-  const std::filesystem::path target(path);
-  const std::string name = target.filename().string();
-  if (name.empty() || name == "." || name == "..") {
-    throw Error(path, "cannot write: not a file name", ErrorKind::kRuntime);
-  }
-  const std::string folder = folder_of(path);
-  struct stat status;
-  if (stat(folder.c_str(), &status) != 0) {
-    throw Error(path, folder_problem(folder, errno), ErrorKind::kRuntime);
-  }
-  if (!S_ISDIR(status.st_mode)) {
-    throw Error(path, folder_problem(folder, ENOTDIR), ErrorKind::kRuntime);
-  }
-  if (stat(path.c_str(), &status) == 0 && S_ISDIR(status.st_mode)) {
-    throw Error(path, "cannot write: a folder of that name exists", ErrorKind::kRuntime);
-  }
-
-  // A hidden temporary next to the target, so that rename() is atomic (same file system).
-  static std::atomic<unsigned> counter{0};
-  std::string temp_path;
-  int fd = -1;
-  for (int attempt = 0; fd < 0; ++attempt) {
-    temp_path = (target.parent_path() / ("." + name + ".tmp-" + std::to_string(getpid()) + "-" +
-                                         std::to_string(counter++)))
-                    .string();
-    fd = open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-    if (fd < 0 && (errno != EEXIST || attempt > 100)) {
-      throw Error(path, folder_problem(folder, errno), ErrorKind::kRuntime);
-    }
-  }
-  std::FILE* file = fdopen(fd, "wb");
-  if (file == nullptr) {
-    const int error = errno;
-    close(fd);
-    unlink(temp_path.c_str());
-    throw Error(path, std::string("cannot write: ") + std::strerror(error), ErrorKind::kRuntime);
-  }
-  try {
-    detail::encode_png(path, image, options.compression_level, file);
-  } catch (...) {
-    std::fclose(file);
-    unlink(temp_path.c_str());
-    throw;
-  }
-  // Write errors such as a full disk may only show when the buffer is flushed or closed.
-  bool written = std::fflush(file) == 0 && !std::ferror(file);
-  int error = written ? 0 : errno;
-  if (std::fclose(file) != 0 && written) {
-    written = false;
-    error = errno;
-  }
-  if (!written) {
-    unlink(temp_path.c_str());
-    throw Error(path, std::string("cannot write: ") + std::strerror(error != 0 ? error : EIO),
-                ErrorKind::kRuntime);
-  }
-  if (std::rename(temp_path.c_str(), path.c_str()) != 0) {
-    error = errno;
-    unlink(temp_path.c_str());
-    throw Error(path, std::string("cannot write: rename failed: ") + std::strerror(error),
-                ErrorKind::kRuntime);
-  }
+  detail::AtomicFile file(path);
+  detail::encode_png(path, image, options.compression_level, file.stream());
+  file.commit();
 }
 
 }  // namespace pix2pix

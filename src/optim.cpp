@@ -34,11 +34,28 @@ void Adam::step() {
                         state.exp_avg_sq.data_ptr<float>(), static_cast<size_t>(p.numel()),
                         {options_.lr, options_.beta1, options_.beta2, options_.eps,
                          options_.weight_decay, state.step});
+    // Written through raw pointers: record the in-place change as torch's ops would (cached
+    // bf16 copies and autograd's saved-tensor checks look at the version).
+    p.unsafeGetTensorImpl()->bump_version();
   }
 }
 
 void Adam::zero_grad() {
   for (auto& p : parameters_) p.mutable_grad() = at::Tensor();
+}
+
+bool Adam::gradients_finite() const {
+  for (const auto& p : parameters_) {
+    const at::Tensor& grad = p.grad();
+    if (!grad.defined()) continue;
+    if (grad.scalar_type() == at::kFloat && grad.is_contiguous() && grad.device().is_cpu()) {
+      if (!detail::all_finite(grad.data_ptr<float>(), static_cast<size_t>(grad.numel())))
+        return false;
+    } else if (!at::isfinite(grad).all().item<bool>()) {
+      return false;
+    }
+  }
+  return true;
 }
 
 StateDict Adam::state() const {

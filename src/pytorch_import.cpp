@@ -29,6 +29,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "detail/atomic_file.h"
 #include "detail/unpickler.h"
 #include "pix2pix/error.h"
 
@@ -489,21 +490,10 @@ std::string state_dict_pickle(const std::vector<std::pair<std::string, at::Tenso
 // Writes everything or records the first errno; never reports a short write to miniz, whose
 // error path can throw from PyTorchStreamWriter's destructor (std::terminate).
 struct FileSink {
-  int fd = -1;
+  std::FILE* file = nullptr;
   int error = 0;
   size_t operator()(const void* data, size_t n) {
-    const char* p = static_cast<const char*>(data);
-    size_t left = n;
-    while (error == 0 && left > 0) {
-      ssize_t written = ::write(fd, p, left);
-      if (written < 0 && errno == EINTR) continue;
-      if (written <= 0) {
-        error = written < 0 ? errno : ENOSPC;
-        break;
-      }
-      p += written;
-      left -= static_cast<size_t>(written);
-    }
+    if (error == 0 && n > 0 && std::fwrite(data, 1, n, file) != n) error = errno != 0 ? errno : EIO;
     return n;
   }
 };
@@ -610,11 +600,8 @@ void write_state_dict(const std::string& path, const StateDict& dict) {
   }
   const std::string pickle = state_dict_pickle(tensors);
 
-  const std::string temp = path + ".tmp";
-  const int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw Error(path, "cannot create " + temp + ": " + std::strerror(errno), ErrorKind::kRuntime);
-  FileSink sink{fd};
+  detail::AtomicFile file(path);
+  FileSink sink{file.stream()};
   std::string failure;
   try {
     write_zip(sink, pickle, tensors);
@@ -624,23 +611,8 @@ void write_state_dict(const std::string& path, const StateDict& dict) {
   } catch (const std::exception& e) {
     failure = std::string("write failed: ") + e.what();
   }
-  if (failure.empty() && ::fsync(fd) != 0)
-    failure = std::string("fsync failed: ") + std::strerror(errno);
-  if (::close(fd) != 0 && failure.empty())
-    failure = std::string("close failed: ") + std::strerror(errno);
-  if (failure.empty() && std::rename(temp.c_str(), path.c_str()) != 0)
-    failure = std::string("cannot rename ") + temp + ": " + std::strerror(errno);
-  if (!failure.empty()) {
-    ::unlink(temp.c_str());
-    throw Error(path, failure, ErrorKind::kRuntime);
-  }
-  // Make the rename itself durable; a failure here leaves a complete file, so it is not an error.
-  std::string folder = path.substr(0, path.find_last_of('/') + 1);
-  const int dir = ::open(folder.empty() ? "." : folder.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir >= 0) {
-    ::fsync(dir);
-    ::close(dir);
-  }
+  if (!failure.empty()) throw Error(path, failure, ErrorKind::kRuntime);  // removes the temporary
+  file.commit();
 }
 
 StateDict module_state_dict(const torch::nn::Module& module) {

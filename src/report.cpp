@@ -1,11 +1,11 @@
 #include "pix2pix/report.h"
 
-#include <fcntl.h>
+#include "detail/atomic_file.h"
+
 #include <fmt/core.h>
-#include <unistd.h>
 
 #include <algorithm>
-#include <cerrno>
+
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -642,39 +642,8 @@ std::string render_report(const std::string& run_dir, const ReportOptions& optio
 }
 
 std::string write_report(const std::string& run_dir, const ReportOptions& options) {
-  const std::string html = render_report(run_dir, options);
   const std::string path = run_dir + "/report.html";
-  const std::string tmp = fmt::format("{}.tmp.{}", path, static_cast<long>(getpid()));
-  auto fail = [&](const std::string& what) {
-    const std::string reason = what + ": " + std::strerror(errno);
-    ::unlink(tmp.c_str());
-    throw Error(path, "cannot write the report (" + reason + ")", ErrorKind::kRuntime);
-  };
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0)
-    throw Error(tmp, std::string("cannot create: ") + std::strerror(errno), ErrorKind::kRuntime);
-  size_t written = 0;
-  while (written < html.size()) {
-    const ssize_t n = ::write(fd, html.data() + written, html.size() - written);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      fail("write");
-    }
-    written += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    ::close(fd);
-    fail("fsync");
-  }
-  if (::close(fd) != 0) fail("close");
-  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename");
-  // The rename itself must reach the disk too: sync the folder's entry.
-  const int dir_fd = ::open(run_dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd >= 0) {
-    ::fsync(dir_fd);
-    ::close(dir_fd);
-  }
+  detail::write_file_atomically(path, render_report(run_dir, options));
   return path;
 }
 

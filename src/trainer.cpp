@@ -14,6 +14,7 @@
 #include <optional>
 #include <set>
 
+#include "detail/atomic_file.h"
 #include "pix2pix/error.h"
 #include "pix2pix/image_io.h"
 #include "pix2pix/pytorch_import.h"
@@ -67,6 +68,19 @@ StepStats Pix2PixStep::step(const std::vector<std::pair<at::Tensor, at::Tensor>>
     return count == 1 ? loss : loss / static_cast<double>(count);
   };
   const double n = static_cast<double>(count);
+  // Batch-norm statistics change in every forward pass; kept to undo a non-finite step.
+  using Saved = std::vector<std::pair<at::Tensor, at::Tensor>>;
+  auto save_buffers = [](torch::nn::Module& module) {
+    Saved saved;
+    for (auto& buffer : module.buffers()) saved.emplace_back(buffer, buffer.clone());
+    return saved;
+  };
+  auto restore_buffers = [](Saved& saved) {
+    at::NoGradGuard no_grad;
+    for (auto& [buffer, copy] : saved) buffer.copy_(copy);
+  };
+  Saved g_buffers = save_buffers(*generator_);
+  Saved d_buffers = discriminator_ ? save_buffers(*discriminator_) : Saved{};
   generator_->train();
   std::vector<at::Tensor> fakes;
   for (const auto& batch : batches) fakes.push_back(generator_->forward(batch.first));
@@ -100,7 +114,13 @@ StepStats Pix2PixStep::step(const std::vector<std::pair<at::Tensor, at::Tensor>>
       stats.d_accuracy_fake += discriminator_accuracy(pred_fake, false, objective_.gan_mode) / n;
       stats.d_accuracy_real += discriminator_accuracy(pred_real, true, objective_.gan_mode) / n;
     }
-    optimizer_d_->step();
+    if (std::isfinite(stats.d_fake + stats.d_real + stats.gradient_penalty) &&
+        optimizer_d_->gradients_finite()) {
+      optimizer_d_->step();
+    } else {
+      stats.skipped_d = true;
+      optimizer_d_->zero_grad();
+    }
   }
 
   // G: fool D (frozen: no weight gradients are computed for it) and stay close to the target.
@@ -129,8 +149,24 @@ StepStats Pix2PixStep::step(const std::vector<std::pair<at::Tensor, at::Tensor>>
     if (discriminator_) set_requires_grad(*discriminator_, true);
     throw;
   }
-  optimizer_g_.step();
+  if (std::isfinite(stats.g_gan + stats.g_l1) && optimizer_g_.gradients_finite()) {
+    optimizer_g_.step();
+  } else {
+    stats.skipped_g = true;
+    optimizer_g_.zero_grad();
+  }
   if (!objective_.no_gan) set_requires_grad(*discriminator_, true);
+  // D's statistics also move in the G pass, so any skipped update (or statistics that overflowed)
+  // restores both networks' buffers.
+  auto finite = [](const Saved& saved) {
+    for (const auto& [buffer, copy] : saved)
+      if (buffer.is_floating_point() && !at::isfinite(buffer).all().item<bool>()) return false;
+    return true;
+  };
+  if (stats.skipped_d || stats.skipped_g || !finite(g_buffers) || !finite(d_buffers)) {
+    restore_buffers(g_buffers);
+    restore_buffers(d_buffers);
+  }
   return stats;
 }
 
@@ -201,6 +237,9 @@ Json options_json(const TrainOptions& o) {
       {"init_D", o.init_d},
       {"deterministic", o.deterministic},
       {"accumulate", o.accumulate},
+      {"max_nonfinite", o.max_nonfinite},
+      {"precision", to_string(o.compute.precision)},
+      {"transposed_conv", to_string(o.compute.transposed)},
       {"max_seconds", o.max_seconds},
       {"validate_first", o.validate_first},
       {"tensorboard", o.tensorboard},
@@ -209,22 +248,6 @@ Json options_json(const TrainOptions& o) {
 }
 
 // Writes `text` to `path` atomically: a temporary file in the same folder, then a rename.
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::error_code ignored;
-      fs::remove(tmp, ignored);
-      throw Error(path, "cannot write", ErrorKind::kRuntime);
-    }
-  }
-  std::error_code error;
-  fs::rename(tmp, path, error);
-  if (error) throw Error(path, "cannot write: " + error.message(), ErrorKind::kRuntime);
-}
 
 at::Tensor scalar(int64_t value) { return at::scalar_tensor(value, at::kLong); }
 
@@ -232,8 +255,18 @@ at::Tensor scalar(int64_t value) { return at::scalar_tensor(value, at::kLong); }
 // and step reached, torch's generator (dropout), the gradient-penalty generator, the schedule.
 struct Checkpointer {
   std::string dir;
+  std::string options_text;  ///< the run's resolved options (options_to_json), kept in the state
 
   void save(const std::string& prefix, Pix2PixStep& model) const {
+    // Never a non-finite weight in a checkpoint (the guard skips such updates; this is the proof).
+    auto check = [&](torch::nn::Module& module, const char* net) {
+      for (const auto& [key, value] : module_state_dict(module))
+        if (value.is_floating_point() && !at::isfinite(value).all().item<bool>())
+          throw Error(dir + "/" + prefix + "_net_" + net + ".pth",
+                      "not saved: '" + key + "' holds non-finite values", ErrorKind::kRuntime);
+    };
+    check(model.generator(), "G");
+    if (model.discriminator()) check(*model.discriminator(), "D");
     write_state_dict(dir + "/" + prefix + "_net_G.pth", module_state_dict(model.generator()));
     if (model.discriminator())
       write_state_dict(dir + "/" + prefix + "_net_D.pth",
@@ -243,7 +276,14 @@ struct Checkpointer {
   void save_state(Pix2PixStep& model, const LrSchedule& schedule, int64_t epoch, int64_t epoch_step,
                   int64_t global_step, double best_val_l1) const {
     save("latest", model);
+    // The state holds the weights too, so that one atomic file is a consistent checkpoint: a
+    // crash between the files above and this one cannot pair new weights with old moments.
     StateDict state;
+    for (auto& [key, value] : module_state_dict(model.generator()))
+      state.emplace_back("net_G." + key, value);
+    if (model.discriminator())
+      for (auto& [key, value] : module_state_dict(*model.discriminator()))
+        state.emplace_back("net_D." + key, value);
     for (auto& [key, value] : model.optimizer_g().state())
       state.emplace_back("optimizer_G." + key, value);
     if (model.optimizer_d())
@@ -257,6 +297,12 @@ struct Checkpointer {
                        at::Tensor(at::detail::getDefaultCPUGenerator().get_state()).clone());
     state.emplace_back("penalty_rng", at::Tensor(model.penalty_generator().get_state()).clone());
     state.emplace_back("schedule", at::tensor(schedule.state(), at::kDouble));
+    // The options as UTF-8 JSON bytes (Python: bytes(state["options"].numpy()).decode()), so the
+    // state alone says how to continue the run.
+    state.emplace_back("options", at::tensor(at::ArrayRef<uint8_t>(
+                                      reinterpret_cast<const uint8_t*>(options_text.data()),
+                                      options_text.size()))
+                                      .clone());
     write_state_dict(dir + "/latest_state.pt", state);
   }
 };
@@ -393,6 +439,8 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     load_state_dict(*discriminator, read_state_dict(options.init_d), options.init_d);
   }
   at::globalContext().setDeterministicAlgorithms(options.deterministic, /*warn_only=*/false);
+  set_compute(*generator, options.compute);
+  if (discriminator) set_compute(*discriminator, options.compute);
   const int64_t multiple = generator->size_multiple();
   if (has_crop(options.transform.preprocess) && (options.transform.crop_height % multiple != 0 ||
                                                  options.transform.crop_width % multiple != 0))
@@ -409,19 +457,19 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
 
   fs::create_directories(checkpoint_dir);
   fs::create_directories(run_dir + "/samples");
-  const Checkpointer checkpointer{checkpoint_dir};
+  const Checkpointer checkpointer{checkpoint_dir, options_to_json(options)};
   int64_t start_epoch = options.schedule.epoch_count, skip_steps = 0, global_step = 0;
   double best_val_l1 = std::numeric_limits<double>::infinity();
   if (options.resume) {
-    load_state_dict(*generator, read_state_dict(checkpoint_dir + "/latest_net_G.pth"),
-                    checkpoint_dir + "/latest_net_G.pth");
-    if (discriminator)
-      load_state_dict(*discriminator, read_state_dict(checkpoint_dir + "/latest_net_D.pth"),
-                      checkpoint_dir + "/latest_net_D.pth");
-    StateDict opt_g, opt_d;
+    StateDict opt_g, opt_d, net_g, net_d;
     at::Tensor torch_rng, penalty_rng;
+    std::string state_options;
     for (const auto& [key, value] : read_state_dict(state_path)) {
-      if (key.rfind("optimizer_G.", 0) == 0)
+      if (key.rfind("net_G.", 0) == 0)
+        net_g.emplace_back(key.substr(6), value);
+      else if (key.rfind("net_D.", 0) == 0)
+        net_d.emplace_back(key.substr(6), value);
+      else if (key.rfind("optimizer_G.", 0) == 0)
         opt_g.emplace_back(key.substr(12), value);
       else if (key.rfind("optimizer_D.", 0) == 0)
         opt_d.emplace_back(key.substr(12), value);
@@ -437,11 +485,23 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
         torch_rng = value;
       else if (key == "penalty_rng")
         penalty_rng = value;
+      else if (key == "options" && value.scalar_type() == at::kByte) {
+        const at::Tensor bytes = value.contiguous();
+        state_options.assign(reinterpret_cast<const char*>(bytes.data_ptr<uint8_t>()),
+                             static_cast<size_t>(bytes.numel()));
+      }
       else if (key == "schedule") {
         at::Tensor s = value.to(at::kDouble).contiguous();
         schedule.load_state(
             std::vector<double>(s.data_ptr<double>(), s.data_ptr<double>() + s.numel()));
       }
+    }
+    // Weights from the state itself (older runs: from latest_net_*.pth beside it).
+    if (net_g.empty()) net_g = read_state_dict(checkpoint_dir + "/latest_net_G.pth");
+    load_state_dict(*generator, net_g, state_path);
+    if (discriminator) {
+      if (net_d.empty()) net_d = read_state_dict(checkpoint_dir + "/latest_net_D.pth");
+      load_state_dict(*discriminator, net_d, state_path);
     }
     model.optimizer_g().load_state(opt_g, state_path);
     if (model.optimizer_d()) model.optimizer_d()->load_state(opt_d, state_path);
@@ -451,13 +511,22 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     default_generator.set_state(torch_rng);
     model.penalty_generator().set_state(penalty_rng);
     // The run must continue with the options it started with, except those that only steer
-    // logging, speed or the length of the run.
-    std::ifstream stored_file(run_dir + "/options.json");
+    // logging, speed or the length of the run. The state's own copy of the options wins over
+    // options.json (which older runs have alone).
     Json stored;
-    try {
-      stored = Json::parse(stored_file).at("options");
-    } catch (const std::exception&) {
-      throw Error(run_dir + "/options.json", "missing or unreadable: cannot check --resume");
+    if (!state_options.empty()) {
+      try {
+        stored = Json::parse(state_options).at("options");
+      } catch (const std::exception&) {
+        throw Error(state_path, "its stored options are not valid JSON");
+      }
+    } else {
+      std::ifstream stored_file(run_dir + "/options.json");
+      try {
+        stored = Json::parse(stored_file).at("options");
+      } catch (const std::exception&) {
+        throw Error(run_dir + "/options.json", "missing or unreadable: cannot check --resume");
+      }
     }
     const Json current = options_json(options);
     std::string changed;
@@ -473,6 +542,9 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                                                        "n_epochs",
                                                        "n_epochs_decay",
                                                        "validate",
+                                                       "max_nonfinite",
+                                                       "precision",
+                                                       "transposed_conv",
                                                        "max_seconds",
                                                        "validate_first",
                                                        "tensorboard",
@@ -486,8 +558,8 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
       throw Error(run_dir, "--resume with options that differ from the run's: " + changed);
     say(fmt::format("resuming {} at epoch {}, step {}", run_dir, start_epoch, global_step));
   } else {
-    write_text_atomically(run_dir + "/options.json", options_to_json(options));
-    write_text_atomically(
+    detail::write_file_atomically(run_dir + "/options.json", options_to_json(options));
+    detail::write_file_atomically(
         run_dir + "/model.txt",
         fmt::format(
             "generator {}: {} parameters\ndiscriminator {}: {} parameters, receptive field {}\n",
@@ -549,6 +621,7 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
   int64_t in_interval = 0;
   double data_seconds = 0, step_seconds = 0;
   bool stop = false;
+  int64_t nonfinite_in_row = 0;
   int64_t epoch = start_epoch;
   for (; epoch <= last_epoch && !stop; ++epoch) {
     const double lr = options.adam.lr * schedule.factor(epoch);
@@ -559,6 +632,13 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     skip_steps = 0;
     while (true) {
       if (options.max_steps > 0 && global_step >= options.max_steps) {
+        stop = true;
+        break;
+      }
+      if (options.interrupt != nullptr && options.interrupt->load() != 0) {
+        result.interrupted = options.interrupt->load();
+        say(fmt::format("signal {}: stopping at step {} and saving a checkpoint",
+                        result.interrupted, global_step));
         stop = true;
         break;
       }
@@ -585,6 +665,37 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
       epoch_step += static_cast<int64_t>(micro_batches.size());
       data_seconds += std::chrono::duration<double>(t1 - t0).count();
       step_seconds += std::chrono::duration<double>(t2 - t1).count();
+      if (stats.skipped_d || stats.skipped_g) {
+        // The non-finite guard skipped an update: log it, and give up after too many in a row.
+        ++result.nonfinite_steps;
+        ++nonfinite_in_row;
+        metrics << Json{{"kind", "nonfinite"},
+                        {"epoch", epoch},
+                        {"step", global_step},
+                        {"skipped_G", stats.skipped_g},
+                        {"skipped_D", stats.skipped_d},
+                        {"in_a_row", nonfinite_in_row}}
+                       .dump()
+                << "\n"
+                << std::flush;
+        say(fmt::format("step {}: non-finite loss or gradient in {}; update skipped ({} in a row)",
+                        global_step,
+                        stats.skipped_g && stats.skipped_d ? "G and D"
+                        : stats.skipped_g                  ? "G"
+                                                           : "D",
+                        nonfinite_in_row));
+        if (options.max_nonfinite > 0 && nonfinite_in_row >= options.max_nonfinite) {
+          checkpointer.save_state(model, schedule, epoch, epoch_step, global_step, best_val_l1);
+          throw Error(run_dir,
+                      fmt::format("{} steps in a row had a non-finite loss or gradient (last at "
+                                  "step {}); stopped. checkpoints/ holds the last finite weights "
+                                  "(a lower --lr may help)",
+                                  nonfinite_in_row, global_step),
+                      ErrorKind::kRuntime);
+        }
+        continue;
+      }
+      nonfinite_in_row = 0;
       sum.g_gan += stats.g_gan, sum.g_l1 += stats.g_l1, sum.d_real += stats.d_real;
       sum.d_fake += stats.d_fake, sum.gradient_penalty += stats.gradient_penalty;
       sum.d_accuracy_real += stats.d_accuracy_real, sum.d_accuracy_fake += stats.d_accuracy_fake;

@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <regex>
 
@@ -44,7 +45,14 @@ TEST(Demo, HalvesTheValidationL1AndWritesEverything) {
        {"report.html", "checkpoints/latest_net_G.pth", "samples/epoch000.png", "options.json"})
     EXPECT_TRUE(fs::exists(run + "/" + file)) << file;
   EXPECT_FALSE(fs::is_empty(run + "/tb"));
-  EXPECT_TRUE(fs::exists(out + "/test/1.png"));
+  // `test` ran on the 8 test images, and the report links its page.
+  EXPECT_TRUE(fs::exists(run + "/results/test_latest/index.html"));
+  EXPECT_EQ(std::distance(fs::directory_iterator(run + "/results/test_latest/images"),
+                          fs::directory_iterator()),
+            3 * 8);  // real_A, fake_B, real_B per image
+  std::ifstream report(run + "/report.html");
+  const std::string html((std::istreambuf_iterator<char>(report)), std::istreambuf_iterator<char>());
+  EXPECT_NE(html.find("results/test_latest/index.html"), std::string::npos);
   // A second demo into the same folder needs --force.
   const test::CommandResult again = test::run_cli("demo --out " + test::shell_quote(out));
   EXPECT_EQ(again.exit_code, 2) << again.output;

@@ -4,6 +4,8 @@
 #include <ATen/ATen.h>
 #include <caffe2/serialize/inline_container.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/batchnorm.h>
@@ -273,18 +275,28 @@ TEST(PytorchImport, FailedWriteLeavesExistingFileIntact) {
       },
       ErrorKind::kRuntime);
   EXPECT_CONTAINS(message, dir + "/no/such/x.pth");
-  // A write that fails half way: the temp file is /dev/full.
+  // A write that fails half way (a file-size limit, as a full disk): the old file stays, and no
+  // temporary is left behind.
   const std::string path = dir + "/model.pth";
   write_file(path, "old contents");
-  ASSERT_EQ(::symlink("/dev/full", (path + ".tmp").c_str()), 0);
+  struct rlimit saved;
+  ASSERT_EQ(::getrlimit(RLIMIT_FSIZE, &saved), 0);
+  auto old_handler = ::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit limited = saved;
+  limited.rlim_cur = 2048;
+  ASSERT_EQ(::setrlimit(RLIMIT_FSIZE, &limited), 0);
   message = error_of(
       [&] {
-        write_state_dict(path, {{"a", at::ones({1000})}});
+        write_state_dict(path, {{"a", at::ones({10000})}});
       },
       ErrorKind::kRuntime);
+  ::setrlimit(RLIMIT_FSIZE, &saved);
+  ::signal(SIGXFSZ, old_handler);
   EXPECT_CONTAINS(message, "write failed");
+  EXPECT_CONTAINS(message, path);
   EXPECT_EQ(read_file(path), "old contents");
-  EXPECT_FALSE(fs::exists(fs::symlink_status(path + ".tmp")));
+  for (const auto& entry : fs::directory_iterator(dir))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos) << entry.path();
 }
 
 // ---------------------------------------------------------------------------------------------

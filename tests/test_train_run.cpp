@@ -5,9 +5,12 @@
 
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 
+#include "pix2pix/dataset.h"
 #include "pix2pix/error.h"
+#include "pix2pix/image_io.h"
 #include "pix2pix/pytorch_import.h"
 #include "pix2pix/synth.h"
 #include "pix2pix/trainer.h"
@@ -49,11 +52,13 @@ TrainOptions small_run(const std::string& dir, const std::string& name) {
 
 StateDict weights(const std::string& path) { return read_state_dict(path); }
 
+// Every tensor equal, except the state's copy of the options (run names differ).
 void expect_same_weights(const std::string& a, const std::string& b) {
   const StateDict x = weights(a), y = weights(b);
   ASSERT_EQ(x.size(), y.size());
   for (size_t i = 0; i < x.size(); ++i) {
     EXPECT_EQ(x[i].first, y[i].first);
+    if (x[i].first == "options") continue;
     EXPECT_TRUE(torch::equal(x[i].second, y[i].second)) << a << " vs " << b << ": " << x[i].first;
   }
 }
@@ -100,22 +105,38 @@ TEST(TrainRun, WritesTheRunDirectory) {
 }
 
 TEST(TrainRun, ResumeContinuesExactly) {
+  // The contract: with --deterministic, 20 steps straight and 10 + resume 10 give identical
+  // weights, optimiser moments and generator states (6 steps per epoch: both stops fall inside
+  // an epoch).
   const std::string dir = test::temp_dir();
   TrainOptions straight = small_run(dir, "straight");
-  straight.max_steps = 14;  // stops inside epoch 3 (6 steps per epoch)
+  straight.deterministic = true;
+  straight.max_steps = 20;
   train(straight);
   TrainOptions first = small_run(dir, "resumed");
-  first.max_steps = 8;  // stops inside epoch 2
+  first.deterministic = true;
+  first.max_steps = 10;
   train(first);
   TrainOptions second = first;
-  second.max_steps = 14;
+  second.max_steps = 20;
   second.resume = true;
   const TrainResult result = train(second);
-  EXPECT_EQ(result.steps, 14);
+  at::globalContext().setDeterministicAlgorithms(false, false);
+  EXPECT_EQ(result.steps, 20);
   const std::string a = dir + "/runs/straight/checkpoints/", b = dir + "/runs/resumed/checkpoints/";
   expect_same_weights(a + "latest_net_G.pth", b + "latest_net_G.pth");
   expect_same_weights(a + "latest_net_D.pth", b + "latest_net_D.pth");
   expect_same_weights(a + "latest_state.pt", b + "latest_state.pt");
+  // The state carries the run's options.
+  bool has_options = false;
+  for (const auto& [key, value] : weights(b + "latest_state.pt"))
+    if (key == "options") {
+      has_options = true;
+      const std::string text(reinterpret_cast<const char*>(value.data_ptr<uint8_t>()),
+                             static_cast<size_t>(value.numel()));
+      EXPECT_EQ(nlohmann::json::parse(text)["options"]["ngf"], 8);
+    }
+  EXPECT_TRUE(has_options);
   // Changing the model on resume is refused, naming the option.
   TrainOptions changed = second;
   changed.adam.lr = 1e-3;
@@ -175,6 +196,200 @@ TEST(TrainRun, AccumulateCountsOptimiserSteps) {
     if (row["kind"] == "train") epoch_steps.push_back(row["epoch_step"].get<int64_t>());
   }
   EXPECT_EQ(epoch_steps, (std::vector<int64_t>{4, 6}));  // batches consumed
+}
+
+// The parity contract, through the CLI: `pix2pix train` on one aligned pair, started from the
+// reference's initial weights, ends 5 steps later with the reference's weights
+// (reference_step.py --trace reseeds with seed + 1 before its first step: ours runs with --seed 1).
+TEST(TrainCommand, MatchesTheReferenceOnOnePair) {
+  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  const std::string dir = test::temp_dir();
+  ASSERT_EQ(test::run_cli("data synth --out " + dir + "/data --train 1 --val 0 --test 0 --size 128")
+                .exit_code,
+            0);
+  const std::string aligned = list_images(dir + "/data/train").at(0);
+  const auto [a, b] = split_aligned(read_image(aligned), aligned);
+  write_png(dir + "/A.png", a);
+  write_png(dir + "/B.png", b);
+  auto reference = test::run_python(test::shared_dir() +
+                                    "/bench/reference_step.py --netG unet_128 --threads 1 --seed 0 "
+                                    "--steps 5 --pair " +
+                                    dir + "/B.png " + dir + "/A.png --trace " + dir + "/ref");
+  ASSERT_EQ(reference.exit_code, 0) << reference.output;
+  auto ours = test::run_cli(
+      "--threads 1 train --data " + dir + "/data --runs-dir " + dir + "/runs --name parity " +
+      "--netG unet_128 --direction BtoA --preprocess none --crop-size 128 --no-flip "
+      "--batch-size 1 --max-steps 5 --seed 1 --deterministic --transposed-conv native "
+      "--sample-every 0 --init-G " + dir +
+      "/ref/init_G.pth --init-D " + dir + "/ref/init_D.pth");
+  ASSERT_EQ(ours.exit_code, 0) << ours.output;
+  for (const char* net : {"G", "D"}) {
+    const StateDict theirs = read_state_dict(dir + "/ref/final_" + net + ".pth");
+    const StateDict mine =
+        read_state_dict(dir + "/runs/parity/checkpoints/latest_net_" + std::string(net) + ".pth");
+    ASSERT_EQ(theirs.size(), mine.size());
+    double max_diff = 0;
+    bool bitwise = true;
+    for (size_t i = 0; i < mine.size(); ++i) {
+      ASSERT_EQ(theirs[i].first, mine[i].first);
+      const at::Tensor x = theirs[i].second.to(at::kDouble), y = mine[i].second.to(at::kDouble);
+      if (x.numel() > 0) max_diff = std::max(max_diff, (x - y).abs().max().item<double>());
+      bitwise = bitwise && torch::equal(theirs[i].second, mine[i].second);
+    }
+    EXPECT_LE(max_diff, 1e-5) << net;
+    std::printf("parity %s: max abs difference %.3g, bitwise %s\n", net, max_diff,
+                bitwise ? "equal" : "different");
+  }
+}
+
+// --config FILE: TOML keys are the flags' names (with - or _), flags on the command line win,
+// and a bad file is refused naming it.
+TEST(TrainCommand, ConfigFileSetsOptionsAndFlagsOverrideIt) {
+  const std::string dir = test::temp_dir();
+  ASSERT_EQ(test::run_cli("data synth --out " + dir + "/data --train 2 --val 0 --test 0 --size 64")
+                .exit_code,
+            0);
+  {
+    std::ofstream config(dir + "/run.toml");
+    config << "# a small run\n"
+              "netG = \"unet\"\nnum_downs = 6\nngf = 8\nndf = 8\nload-size = 72\n"
+              "crop-size = \"64\"\nlr = 0.001\nmax-steps = 1\nno-flip = true\n"
+              "no-validate = false\n";
+  }
+  const std::string common =
+      "train --data " + dir + "/data --runs-dir " + dir + "/runs --config " + dir + "/run.toml";
+  auto result = test::run_cli(common + " --name cfg --lr 0.0005");
+  ASSERT_EQ(result.exit_code, 0) << result.output;
+  std::ifstream options_file(dir + "/runs/cfg/options.json");
+  const auto options = nlohmann::json::parse(options_file)["options"];
+  EXPECT_EQ(options["ngf"], 8);
+  EXPECT_EQ(options["num_downs"], 6);
+  EXPECT_EQ(options["flip"], false);
+  EXPECT_DOUBLE_EQ(options["lr"].get<double>(), 0.0005);  // the command line wins
+  {
+    std::ofstream config(dir + "/bad.toml");
+    config << "ngf = 8\nlearning_rate = 0.1\n";
+  }
+  auto bad = test::run_cli("train --data " + dir + "/data --runs-dir " + dir +
+                           "/runs --name bad --config " + dir + "/bad.toml");
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("bad.toml"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("learning_rate"), std::string::npos) << bad.output;
+  auto missing = test::run_cli("train --data " + dir + "/data --runs-dir " + dir +
+                               "/runs --name missing --config " + dir + "/none.toml");
+  EXPECT_EQ(missing.exit_code, 2) << missing.output;
+  EXPECT_NE(missing.output.find("none.toml"), std::string::npos) << missing.output;
+}
+
+// A tiny run on synthetic data for the reliability tests (long enough to be interrupted).
+std::string tiny_train(const std::string& dir, const std::string& name) {
+  return std::string(test::cli_path()) + " --threads 1 train --data " + dir +
+         "/data --runs-dir " + dir + "/runs --name " + name +
+         " --netG unet --num-downs 6 --ngf 4 --ndf 4 --load-size 72 --crop-size 64 "
+         "--n-epochs 50 --n-epochs-decay 50 --print-every 1 --sample-every 0 --no-validate";
+}
+
+void synth(const std::string& dir) {
+  ASSERT_EQ(test::run_cli("data synth --out " + dir + "/data --train 4 --val 0 --test 0 --size 64")
+                .exit_code,
+            0);
+}
+
+// SIGTERM (or SIGINT): finish the step, save, exit 143 (130); --resume continues from there.
+TEST(TrainCommand, SignalStopsWithACheckpoint) {
+  const std::string dir = test::temp_dir();
+  synth(dir);
+  const std::string log = dir + "/log.txt";
+  auto result = test::run_command(
+      tiny_train(dir, "sig") + " > " + log + " 2>&1 & pid=$!; for i in $(seq 1 600); do grep -q " +
+      "'step 3/' " + log + " && break; sleep 0.1; done; kill -TERM $pid; wait $pid; echo rc=$?");
+  EXPECT_NE(result.output.find("rc=143"), std::string::npos) << result.output;
+  std::ifstream in(log);
+  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("stopped by signal 15"), std::string::npos) << text;
+  ASSERT_TRUE(fs::exists(dir + "/runs/sig/checkpoints/latest_state.pt"));
+  auto resumed = test::run_command(tiny_train(dir, "sig") + " --resume --max-steps 6");
+  EXPECT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("resuming"), std::string::npos) << resumed.output;
+}
+
+// SIGKILL at 20 random moments (checkpoints are written every step, so many kills land inside a
+// save): every time, --resume starts from a valid checkpoint.
+TEST(TrainCommand, ResumesAfterSigkillAtRandomMoments) {
+  const std::string dir = test::temp_dir();
+  synth(dir);
+  const std::string state = dir + "/runs/kill/checkpoints/latest_state.pt";
+  // The first run until a checkpoint exists; then kill/resume cycles.
+  auto first = test::run_command(tiny_train(dir, "kill") + " --save-every-steps 1 > " + dir +
+                                 "/log0.txt 2>&1 & pid=$!; for i in $(seq 1 600); do test -f " +
+                                 state + " && break; sleep 0.05; done; kill -KILL $pid; wait $pid");
+  ASSERT_TRUE(fs::exists(state)) << first.output;
+  std::mt19937 random(12345);
+  std::uniform_int_distribution<int> delay_ms(50, 1500);
+  int64_t last_step = -1;
+  for (int round = 1; round <= 20; ++round) {
+    const double seconds = delay_ms(random) / 1000.0;
+    const std::string log = dir + "/log" + std::to_string(round) + ".txt";
+    test::run_command(tiny_train(dir, "kill") + " --save-every-steps 1 --resume > " + log +
+                      " 2>&1 & pid=$!; sleep " + std::to_string(seconds) +
+                      "; kill -KILL $pid; wait $pid");
+    std::ifstream in(log);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    // Killed before it got far enough to say anything is fine; an error is not.
+    EXPECT_EQ(text.find("error"), std::string::npos) << "round " << round << ": " << text;
+    // The checkpoint on disk is always complete and loadable.
+    StateDict checkpoint;
+    ASSERT_NO_THROW(checkpoint = read_state_dict(state)) << "round " << round;
+    for (const auto& [key, value] : checkpoint)
+      if (key == "global_step") {
+        EXPECT_GE(value.item<int64_t>(), last_step) << "round " << round;
+        last_step = value.item<int64_t>();
+      }
+  }
+  auto last = test::run_command(tiny_train(dir, "kill") + " --resume --max-steps " +
+                                std::to_string(last_step + 2));
+  EXPECT_EQ(last.exit_code, 0) << last.output;
+  EXPECT_NE(last.output.find("resuming"), std::string::npos) << last.output;
+}
+
+// A save that fails (here: a file-size limit, as a full disk would) names the file, exits 1,
+// and leaves the previous checkpoint loadable.
+TEST(TrainCommand, FailedSaveKeepsThePreviousCheckpoint) {
+  const std::string dir = test::temp_dir();
+  synth(dir);
+  auto first = test::run_command(tiny_train(dir, "full") + " --max-steps 2");
+  ASSERT_EQ(first.exit_code, 0) << first.output;
+  const std::string checkpoints = dir + "/runs/full/checkpoints/";
+  const StateDict before = read_state_dict(checkpoints + "latest_state.pt");
+  // 64 blocks of 512 bytes: enough for the logs, too little for a checkpoint.
+  auto limited = test::run_command("ulimit -f 64; " + tiny_train(dir, "full") +
+                                   " --resume --max-steps 4");
+  EXPECT_EQ(limited.exit_code, 1) << limited.output;
+  EXPECT_NE(limited.output.find("checkpoints/latest_"), std::string::npos) << limited.output;
+  EXPECT_NE(limited.output.find("File too large"), std::string::npos) << limited.output;
+  const StateDict after = read_state_dict(checkpoints + "latest_state.pt");
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_TRUE(torch::equal(before[i].second, after[i].second)) << before[i].first;
+  for (const auto& entry : fs::directory_iterator(checkpoints))
+    EXPECT_EQ(entry.path().filename().string().find(".tmp"), std::string::npos)
+        << "temporary left behind: " << entry.path();
+}
+
+// Weights that blow up: every step's loss is non-finite, updates are skipped, and after
+// --max-nonfinite in a row the run stops with an error; the checkpoint holds finite weights.
+TEST(TrainCommand, StopsAfterTooManyNonFiniteSteps) {
+  const std::string dir = test::temp_dir();
+  synth(dir);
+  auto result = test::run_command(tiny_train(dir, "nan") + " --lr 1e38 --max-nonfinite 3");
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  EXPECT_NE(result.output.find("non-finite"), std::string::npos) << result.output;
+  // Weights and batch-norm statistics are finite (the optimiser's moments may overflow: g^2).
+  const std::string checkpoints = dir + "/runs/nan/checkpoints/";
+  for (const std::string file : {"latest_state.pt", "latest_net_G.pth", "latest_net_D.pth"})
+    for (const auto& [key, value] : read_state_dict(checkpoints + file))
+      if ((file.back() == 'h' || key.rfind("net_", 0) == 0) && value.is_floating_point())
+        EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << file << ": " << key;
 }
 
 TEST(TrainCommand, TrainsOnSyntheticDataAndRejectsBadFlags) {

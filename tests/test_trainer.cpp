@@ -5,8 +5,10 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <limits>
 #include <nlohmann/json.hpp>
 
+#include "pix2pix/compute.h"
 #include "pix2pix/init.h"
 #include "pix2pix/pytorch_import.h"
 #include "pix2pix/trainer.h"
@@ -15,17 +17,26 @@
 namespace pix2pix {
 namespace {
 
-// From the same weights, inputs and seed, our step gives the reference's weights bit for bit
-// (reference_step.py --trace: it saves weights and inputs, reseeds with seed + 1, trains).
-TEST(TrainerReference, StepsAreBitwiseEqualToReference) {
-  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+// How far our final weights and buffers (G and D) are from the reference's.
+struct Difference {
+  double max = 0;     ///< largest |ours - reference| (0: bit for bit)
+  int64_t over = 0;   ///< elements differing by more than 1e-5
+  int64_t total = 0;  ///< elements compared
+};
+
+// Runs `steps` steps of the reference (reference_step.py --trace: it saves weights and inputs,
+// reseeds with seed + 1, trains) and ours from the same start with `compute`; checks the last
+// step's losses and returns how far the final weights and buffers of G and D are.
+Difference difference_to_reference(int steps, const ComputeOptions& compute,
+                                   double loss_d_tolerance) {
   const std::string dir = test::temp_dir();
-  const int steps = 3, seed = 4;
+  const int seed = 4;
   auto trace = test::run_python(
       test::shared_dir() +
       "/bench/reference_step.py --netG unet_128 --size 128 --threads 1 --seed " +
       std::to_string(seed) + " --steps " + std::to_string(steps) + " --trace " + dir);
-  ASSERT_EQ(trace.exit_code, 0) << trace.output;
+  EXPECT_EQ(trace.exit_code, 0) << trace.output;
+  if (trace.exit_code != 0) return {1e9, 1, 1};
 
   const int threads = at::get_num_threads();
   at::set_num_threads(1);
@@ -36,34 +47,67 @@ TEST(TrainerReference, StepsAreBitwiseEqualToReference) {
   auto discriminator = make_discriminator(d_options);
   load_state_dict(*generator, read_state_dict(dir + "/init_G.pth"), "init_G.pth");
   load_state_dict(*discriminator, read_state_dict(dir + "/init_D.pth"), "init_D.pth");
+  set_compute(*generator, compute);
+  set_compute(*discriminator, compute);
   const StateDict inputs = read_state_dict(dir + "/inputs.pt");
-  ASSERT_EQ(inputs.size(), 2u);
+  EXPECT_EQ(inputs.size(), 2u);
   Pix2PixStep step(generator, discriminator, {}, {}, {});
   torch::manual_seed(seed + 1);
   StepStats stats;
   for (int i = 0; i < steps; ++i) stats = step.step(inputs[0].second, inputs[1].second);
   at::set_num_threads(threads);
 
+  Difference difference;
   for (const auto& [file, module] : std::vector<std::pair<std::string, torch::nn::Module*>>{
            {"final_G.pth", generator.get()}, {"final_D.pth", discriminator.get()}}) {
     const StateDict expected = read_state_dict(dir + "/" + file);
     const StateDict ours = module_state_dict(*module);
-    ASSERT_EQ(expected.size(), ours.size());
-    for (size_t i = 0; i < ours.size(); ++i) {
-      ASSERT_EQ(ours[i].first, expected[i].first);
-      EXPECT_TRUE(torch::equal(ours[i].second, expected[i].second))
-          << file << " " << ours[i].first << " max diff "
-          << (ours[i].second.to(at::kDouble) - expected[i].second.to(at::kDouble))
-                 .abs()
-                 .max()
-                 .item<double>();
+    EXPECT_EQ(expected.size(), ours.size());
+    for (size_t i = 0; i < std::min(ours.size(), expected.size()); ++i) {
+      EXPECT_EQ(ours[i].first, expected[i].first);
+      const at::Tensor diffs =
+          (ours[i].second.to(at::kDouble) - expected[i].second.to(at::kDouble)).abs();
+      const double diff = diffs.max().item<double>();
+      if (diff > difference.max)
+        std::cout << "[ parity ] " << file << " " << ours[i].first << " max diff " << diff << "\n";
+      difference.max = std::max(difference.max, diff);
+      difference.over += diffs.gt(1e-5).sum().item<int64_t>();
+      difference.total += diffs.numel();
     }
   }
   std::ifstream losses_file(dir + "/losses.json");
   auto losses = nlohmann::json::parse(losses_file);
   // The reference reports float32 losses; ours are their terms in double.
   EXPECT_NEAR(stats.g_gan + 100.0 * stats.g_l1, losses["loss_G"].get<double>(), 1e-5);
-  EXPECT_NEAR(0.5 * (stats.d_fake + stats.d_real), losses["loss_D"].get<double>(), 1e-7);
+  EXPECT_NEAR(0.5 * (stats.d_fake + stats.d_real), losses["loss_D"].get<double>(),
+              loss_d_tolerance);
+  return difference;
+}
+
+// From the same weights, inputs and seed, our step with libtorch's transposed convolutions
+// (TransposedConv::kNative) gives the reference's weights bit for bit.
+TEST(TrainerReference, StepsAreBitwiseEqualToReference) {
+  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  const Difference d =
+      difference_to_reference(3, {Precision::kFloat32, TransposedConv::kNative, 8}, 1e-7);
+  EXPECT_EQ(d.max, 0.0);
+}
+
+// The default compute settings (transposed convolutions as convolution gradients where that is
+// faster) change only float rounding: the step's losses equal the reference's within 1e-5 and
+// the weights after the step are within 1e-5 of the reference's except where a gradient is
+// rounding noise. Adam's first step moves every weight by about +-lr whatever the gradient's
+// size, so a gradient whose sign is noise moves its weight by up to 2 lr = 4e-4 (measured: 5875
+// of 44.6M values, 0.013%; the reference against itself on 2 threads instead of 1: 33). Over more
+// steps any rounding change grows: the reference on 2 threads instead of 1 ends 5 steps 0.12 apart
+// in a batch-norm running variance, ours with the gradient form 0.16.
+TEST(TrainerReference, DefaultStepIsWithinRoundingOfReference) {
+  if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
+  const Difference d = difference_to_reference(1, ComputeOptions{}, 1e-6);
+  std::cout << "[ parity ] " << d.over << " of " << d.total << " values differ by more than 1e-5"
+            << " (max " << d.max << ")\n";
+  EXPECT_LT(static_cast<double>(d.over), 1e-3 * static_cast<double>(d.total));
+  EXPECT_LE(d.max, 2 * AdamOptions{}.lr + 1e-6);
 }
 
 std::pair<std::shared_ptr<Generator>, std::shared_ptr<Discriminator>> small_models(bool dropout) {
@@ -101,6 +145,36 @@ TEST(Trainer, DiscriminatorIsFrozenDuringTheGeneratorStep) {
   EXPECT_GT(stats.d_fake, 0);
   EXPECT_GE(stats.d_accuracy_real, 0);
   EXPECT_LE(stats.d_accuracy_real, 1);
+}
+
+// The non-finite guard: a NaN in the input makes both losses NaN; neither network is updated,
+// and weights, batch-norm statistics and optimiser moments stay exactly as they were.
+TEST(Trainer, NonFiniteStepIsSkippedAndChangesNothing) {
+  auto [generator, discriminator] = small_models(false);
+  Pix2PixStep step(generator, discriminator, {}, {}, {});
+  const auto a = torch::rand({1, 3, 32, 32}) * 2 - 1, b = torch::rand({1, 3, 32, 32}) * 2 - 1;
+  StepStats first = step.step(a, b);
+  EXPECT_FALSE(first.skipped_g || first.skipped_d);
+  auto snapshot = [&] {
+    std::vector<at::Tensor> all;
+    for (auto* module : {static_cast<torch::nn::Module*>(generator.get()),
+                         static_cast<torch::nn::Module*>(discriminator.get())})
+      for (const auto& [name, t] : module_state_dict(*module)) all.push_back(t.clone());
+    for (auto* optimizer : {&step.optimizer_g(), step.optimizer_d()})
+      for (const auto& [name, t] : optimizer->state()) all.push_back(t.clone());
+    return all;
+  };
+  const std::vector<at::Tensor> before = snapshot();
+  at::Tensor poisoned = a.clone();
+  poisoned[0][1][5][7] = std::numeric_limits<float>::quiet_NaN();
+  StepStats stats = step.step(poisoned, b);
+  EXPECT_TRUE(stats.skipped_g);
+  EXPECT_TRUE(stats.skipped_d);
+  const std::vector<at::Tensor> after = snapshot();
+  ASSERT_EQ(before.size(), after.size());
+  for (size_t i = 0; i < before.size(); ++i)
+    EXPECT_TRUE(torch::equal(before[i], after[i])) << "tensor " << i << " changed";
+  EXPECT_FALSE(step.step(a, b).skipped_g);  // and training goes on
 }
 
 TEST(Trainer, OverfittingOnePairDrivesL1Down) {

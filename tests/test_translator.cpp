@@ -4,6 +4,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <fstream>
 #include <iostream>
 
 #include "pix2pix/error.h"
@@ -157,7 +158,9 @@ TEST(Translator, RejectsSizesTheNetworkCannotTake) {
   GeneratorOptions options;
   options.net = "unet_128";
   options.ngf = 8;
-  Translator translator(make_generator(options));
+  TranslateOptions strict;
+  strict.pad = false;  // the default pads odd sizes (test_tiling.cpp)
+  Translator translator(make_generator(options), strict);
   Image input(192, 128, 3);
   try {
     translator.translate(input, "photos/wide.png");
@@ -179,6 +182,7 @@ TEST(TranslateCommand, WritesOneImagePerInputAndChecksFirst) {
   write_png(dir + "/a.png", image);
   write_png(dir + "/b.png", image);
   write_png(dir + "/odd.png", Image(100, 128, 3));
+  std::ofstream(dir + "/broken.png") << "not an image";
   auto ok = run_cli("translate --netG unet_128 --ngf 8 --weights " + weights + " --out " + dir +
                     "/out " + dir + "/a.png " + dir + "/b.png");
   ASSERT_EQ(ok.exit_code, 0) << ok.output;
@@ -188,12 +192,17 @@ TEST(TranslateCommand, WritesOneImagePerInputAndChecksFirst) {
     EXPECT_EQ(out.width, 256);
     EXPECT_EQ(out.height, 128);
   }
-  // A bad size anywhere in the list: nothing is written, the message names the file.
+  // An unreadable file anywhere in the list: nothing is written, the message names the file.
   auto bad = run_cli("translate --netG unet_128 --ngf 8 --weights " + weights + " --out " + dir +
-                     "/out2 " + dir + "/a.png " + dir + "/odd.png");
+                     "/out2 " + dir + "/a.png " + dir + "/broken.png");
   EXPECT_EQ(bad.exit_code, 2);
-  EXPECT_NE(bad.output.find("odd.png"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("broken.png"), std::string::npos) << bad.output;
   EXPECT_FALSE(fs::exists(dir + "/out2/a.png"));
+  // A size that is not a multiple of 128 is padded and cropped back.
+  auto odd = run_cli("translate --netG unet_128 --ngf 8 --weights " + weights + " --out " + dir +
+                     "/out5 " + dir + "/odd.png");
+  ASSERT_EQ(odd.exit_code, 0) << odd.output;
+  EXPECT_EQ(read_image(dir + "/out5/odd.png").width, 100);
   // Aligned A|B inputs: the input half is translated, the output has its size.
   Image pair(512, 128, 3);
   write_png(dir + "/pair.png", pair);

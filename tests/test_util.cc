@@ -39,6 +39,8 @@ CommandResult run_command(const std::string& command) {
   return result;
 }
 
+std::string cli_path() { return PIX2PIX_CLI; }
+
 CommandResult run_cli(const std::string& args) {
   return run_command(std::string(PIX2PIX_CLI) + " " + args);
 }

@@ -17,6 +17,9 @@ struct CommandResult {
 /// Runs `command` through /bin/sh, capturing stdout and stderr.
 CommandResult run_command(const std::string& command);
 
+/// The built CLI's path (`build/pix2pix`).
+std::string cli_path();
+
 /// Runs the built CLI (`build/pix2pix`) with the given argument string.
 CommandResult run_cli(const std::string& args);
 

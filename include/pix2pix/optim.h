@@ -33,6 +33,8 @@ class Adam {
   /// Resets gradients to undefined (torch's set_to_none): no memory traffic, and the next
   /// backward writes instead of accumulating.
   void zero_grad();
+  /// True when every gradient is finite (no inf or NaN): the non-finite guard's check.
+  bool gradients_finite() const;
 
   double lr() const { return options_.lr; }
   void set_lr(double lr) { options_.lr = lr; }

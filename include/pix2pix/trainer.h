@@ -7,12 +7,14 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "pix2pix/compute.h"
 #include "pix2pix/dataset.h"
 #include "pix2pix/discriminator.h"
 #include "pix2pix/generator.h"
@@ -40,6 +42,9 @@ struct StepStats {
   double d_real = 0, d_fake = 0;                    ///< D's loss on real and on fake pairs
   double gradient_penalty = 0;                      ///< weighted, 0 when off
   double d_accuracy_real = 0, d_accuracy_fake = 0;  ///< fractions of patches classified right
+  /// The non-finite guard: a loss or gradient was inf or NaN, so that network's update was
+  /// skipped (weights, optimiser moments and batch-norm statistics are as before the step).
+  bool skipped_d = false, skipped_g = false;
 };
 
 /// A generator, a discriminator, their optimisers and the objective: one training step at a time.
@@ -52,7 +57,8 @@ class Pix2PixStep {
               uint64_t penalty_seed = 0);
 
   /// One step on a batch: real_a is G's input, real_b its target (N x C x H x W in [-1, 1]).
-  /// Models are put in train mode. Draws random numbers only through dropout (torch's default
+  /// Models are put in train mode. A network whose loss or gradients are not finite is not
+  /// updated (StepStats::skipped_d / skipped_g). Draws random numbers only through dropout (torch's default
   /// generator) and the gradient penalty's own generator.
   StepStats step(const at::Tensor& real_a, const at::Tensor& real_b);
   /// One step accumulated over micro-batches (gradient accumulation): the gradients, and so the
@@ -114,6 +120,16 @@ struct TrainOptions {
   /// Batches whose gradients are summed (as their mean) before each optimiser step; a step is
   /// one optimiser update, so an epoch has ceil(batches / accumulate) steps.
   int64_t accumulate = 1;
+  /// Steps in a row whose loss or gradients were not finite (their updates skipped) after which
+  /// the run stops with an error, its last (finite) state saved. 0: never stop.
+  int64_t max_nonfinite = 20;
+  /// When set and non-zero (a signal number, set by a signal handler), the run stops after the
+  /// current step, saves a checkpoint and returns with TrainResult::interrupted set to it.
+  const std::atomic<int>* interrupt = nullptr;
+  /// How G and D compute: precision (fp32 | bf16 convolutions with fp32 master weights) and the
+  /// transposed-convolution path (default auto: within float rounding of the reference; native:
+  /// the reference's numbers bit for bit). May change on --resume.
+  ComputeOptions compute;
   /// Time budget: stop cleanly after the step during which this many seconds of training have
   /// passed, validate, sample and save (0: no limit). Counted from the first step.
   double max_seconds = 0;
@@ -136,6 +152,8 @@ struct TrainResult {
   int64_t steps = 0;        ///< steps done in total, including those before a resume
   int64_t epoch = 0;        ///< the last epoch worked on
   double last_val_l1 = -1;  ///< mean validation L1 of the last validation (-1: none)
+  int64_t nonfinite_steps = 0;  ///< steps whose update was skipped by the non-finite guard
+  int interrupted = 0;          ///< the signal number that stopped the run early (0: none)
   double first_val_l1 = -1;  ///< validation L1 before the first step (validate_first; -1: none)
   bool stopped_by_time = false;  ///< max_seconds ended the run
 };

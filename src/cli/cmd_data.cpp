@@ -13,7 +13,8 @@ std::vector<Command> add_data_commands(CLI::App& parent) {
 std::vector<Command> add_bench_commands(CLI::App& parent) {
   CLI::App* bench = parent.add_subcommand("bench", "Benchmarks that print tables or JSON");
   bench->require_subcommand(1);
-  return {add_bench_loader_command(*bench)};
+  return {add_bench_loader_command(*bench), add_bench_train_command(*bench),
+          add_bench_infer_command(*bench)};
 }
 
 }  // namespace pix2pix::cli

@@ -1,8 +1,8 @@
 // `pix2pix demo`: the README's first command. Writes the built-in synthetic facades dataset,
 // measures the untrained generator on its validation split, trains photos -> label maps for a
-// time budget, translates the held-out test split, writes the run report and prints where to look
+// time budget, runs `test` on the held-out test split, writes the run report and prints where to look
 // and the validation L1 before and after. Everything comes from the library (synth.h, trainer.h,
-// translator.h, report.h); this file only chooses the sizes and prints.
+// results.h, report.h); this file only chooses the sizes and prints.
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -15,11 +15,10 @@
 #include "commands.h"
 #include "pix2pix/dataset.h"
 #include "pix2pix/error.h"
-#include "pix2pix/pytorch_import.h"
 #include "pix2pix/report.h"
+#include "pix2pix/results.h"
 #include "pix2pix/synth.h"
 #include "pix2pix/trainer.h"
-#include "pix2pix/translator.h"
 
 namespace pix2pix::cli {
 
@@ -42,62 +41,6 @@ struct DemoFlags {
   // (measured at 64x64), however good the pictures look.
   std::string direction = "BtoA";
 };
-
-// Three images of one height side by side (input | output | target).
-Image side_by_side(const std::vector<const Image*>& images) {
-  int width = 0;
-  for (const Image* image : images) width += image->width;
-  Image out(width, images.front()->height, 3);
-  int x0 = 0;
-  for (const Image* image : images) {
-    const Image rgb = convert_channels(*image, 3);
-    for (int y = 0; y < rgb.height; ++y)
-      std::copy_n(&rgb.at<uint8_t>(y, 0, 0), rgb.row_bytes(), &out.at<uint8_t>(y, x0, 0));
-    x0 += image->width;
-  }
-  return out;
-}
-
-struct TestSummary {
-  size_t images = 0;
-  double mean_l1 = 0;  // [-1, 1] scale, as the trainer's validation L1
-  std::string folder;
-};
-
-// The test split through the trained generator (eval mode, as the trainer's validation):
-// OUT/test/<name>.png strips and the mean L1.
-// When `pix2pix test` (results.h, branch m4eval) is on main, call run_test({run_dir, data,
-// "test", "latest"}) here instead: it writes RUN/results/test_latest/index.html, which the report
-// links, with L1/PSNR/SSIM per image.
-TestSummary translate_test_split(const std::string& data, const std::string& run_dir,
-                                 const TrainOptions& options, const std::string& out) {
-  DatasetOptions data_options;
-  data_options.root = data;
-  data_options.split = "test";
-  data_options.direction = options.direction;
-  const Dataset dataset(data_options);
-  auto generator = make_generator(options.generator);
-  const std::string weights = run_dir + "/checkpoints/latest_net_G.pth";
-  load_state_dict(*generator, read_state_dict(weights), weights);
-  const Translator translator(generator);
-  TestSummary summary;
-  summary.folder = out;
-  fs::create_directories(out);
-  double sum = 0;
-  for (size_t i = 0; i < dataset.size(); ++i) {
-    const Sample sample = dataset.load(i);
-    const Image fake = translator.translate(sample.input, dataset.entry(i).path_a);
-    double l1 = 0;
-    const Image target = convert_channels(sample.target, 3);
-    for (size_t k = 0; k < fake.sample_count(); ++k)
-      l1 += std::abs(double(fake.samples<uint8_t>()[k]) - double(target.samples<uint8_t>()[k]));
-    sum += l1 / double(fake.sample_count()) / 127.5;
-    write_png(out + "/" + sample.name + ".png", side_by_side({&sample.input, &fake, &target}));
-    ++summary.images;
-  }
-  summary.mean_l1 = summary.images ? sum / double(summary.images) : 0;
-  return summary;
-}
 
 int run_demo(const DemoFlags& flags) {
   const auto start = std::chrono::steady_clock::now();
@@ -166,10 +109,13 @@ int run_demo(const DemoFlags& flags) {
   });
   if (line_open) fmt::print("\n");
 
-  fmt::print("== 3/4  translating the {} held-out test images\n", synth.test);
-  const TestSummary test = translate_test_split(data, run_dir, options, flags.out + "/test");
-  fmt::print("       mean L1 {:.4f} on {} images -> {}/<name>.png (input | output | target)\n",
-             test.mean_l1, test.images, test.folder);
+  fmt::print("== 3/4  pix2pix test: the {} held-out test images\n", synth.test);
+  TestOptions test_options;  // the paper's test mode, as `pix2pix test --run` by default
+  test_options.run = run_dir;
+  const TestResult test = run_test(test_options);
+  fmt::print("       {} mode, mean L1 {:.4f}  PSNR {:.2f} dB  SSIM {:.3f} -> {}/index.html\n",
+             test.train_mode ? "train (the paper's)" : "eval", test.mean.l1, test.mean.psnr,
+             test.mean.ssim, test.results_dir);
 
   fmt::print("== 4/4  report\n");
   const std::string report = write_report(run_dir);
@@ -181,7 +127,7 @@ int run_demo(const DemoFlags& flags) {
       result.first_val_l1, result.last_val_l1,
       result.first_val_l1 / std::max(result.last_val_l1, 1e-12), result.steps, result.epoch);
   fmt::print("look at:\n  {}   (curves, samples per epoch, options)\n", report);
-  fmt::print("  {}/   (held-out test translations)\n", test.folder);
+  fmt::print("  {}/index.html   (held-out test translations with metrics)\n", test.results_dir);
   fmt::print("  tensorboard --logdir {}/tb\n", run_dir);
   fmt::print("  {}/checkpoints/latest_net_G.pth   (a PyTorch state_dict)\n", run_dir);
   fmt::print("demo done in {:.0f} s\n", seconds);

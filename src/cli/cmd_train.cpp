@@ -1,8 +1,12 @@
 // `pix2pix train`: maps flags onto TrainOptions and runs the trainer. Defaults are the paper's.
 #include <fmt/core.h>
+#include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
+
 #include "commands.h"
+#include "config_file.h"
 #include "network_flags.h"
 #include "pix2pix/error.h"
 #include "pix2pix/trainer.h"
@@ -16,16 +20,32 @@ struct TrainFlags {
   GeneratorFlags generator;
   DiscriminatorFlags discriminator;
   InitFlags init;
+  ComputeFlags compute;
   std::string direction = "AtoB", gan_mode = "vanilla", lr_policy = "linear";
   std::string preprocess = "resize_and_crop", crop_size = "256", resize_filter = "bicubic";
   bool no_flip = false, no_validate = false;
 };
 
+// The first SIGINT/SIGTERM asks the trainer to stop after the current step and save; a second
+// one exits at once, writing nothing.
+std::atomic<int> g_signal{0};
+
+extern "C" void on_stop_signal(int signal) {
+  if (g_signal.exchange(signal) != 0) _exit(128 + signal);
+}
+
 int run_train(TrainFlags& flags) {
   TrainOptions options = flags.options;
+  options.interrupt = &g_signal;
+  struct sigaction action {};
+  action.sa_handler = on_stop_signal;
+  sigemptyset(&action.sa_mask);
+  sigaction(SIGINT, &action, nullptr);
+  sigaction(SIGTERM, &action, nullptr);
   options.generator = flags.generator.resolve();
   options.discriminator = flags.discriminator.resolve(options.generator);
   options.init = flags.init.resolve();
+  options.compute = flags.compute.resolve();
   options.direction = parse_direction(flags.direction);
   options.objective.gan_mode = parse_gan_mode(flags.gan_mode);
   options.schedule.policy = parse_lr_policy(flags.lr_policy);
@@ -52,6 +72,11 @@ int run_train(TrainFlags& flags) {
     std::fflush(stdout);
   });
   if (line_open) fmt::print("\n");
+  if (result.interrupted != 0) {
+    fmt::print("stopped by signal {} at step {}; continue with --resume (checkpoints in {}/checkpoints)\n",
+               result.interrupted, result.steps, result.run_dir);
+    return 128 + result.interrupted;
+  }
   fmt::print("done: {} steps, epoch {}; checkpoints in {}/checkpoints\n", result.steps,
              result.epoch, result.run_dir);
   return 0;
@@ -154,6 +179,10 @@ Command add_train_command(CLI::App& parent) {
       ->check(CLI::ExistingFile);
   app->add_option("--init-D", o.init_d, "start D from this PyTorch state_dict (.pth)")
       ->check(CLI::ExistingFile);
+  app->add_option("--max-nonfinite", o.max_nonfinite,
+                  "stop after N steps in a row with a non-finite loss or gradient (0: never)")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app->add_option("--max-seconds", o.max_seconds,
                   "time budget: validate, save and stop after N seconds of training (0: none)")
       ->check(CLI::NonNegativeNumber)
@@ -166,6 +195,8 @@ Command add_train_command(CLI::App& parent) {
                 "do not rewrite RUNS_DIR/NAME/report.html after every epoch");
   app->add_flag("--deterministic", o.deterministic,
                 "deterministic algorithms only: same seed and --threads give identical runs");
+  add_config_option(app);
+  flags->compute.add_to(app);
   return {app, [flags] { return run_train(*flags); }};
 }
 

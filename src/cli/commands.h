@@ -21,6 +21,8 @@ struct Command {
 Command add_model_command(CLI::App& parent);
 Command add_translate_command(CLI::App& parent);
 Command add_train_command(CLI::App& parent);
+Command add_test_command(CLI::App& parent);
+Command add_eval_command(CLI::App& parent);
 Command add_report_command(CLI::App& parent);
 Command add_demo_command(CLI::App& parent);
 
@@ -30,8 +32,10 @@ Command add_data_check_command(CLI::App& data);
 Command add_data_combine_command(CLI::App& data);
 Command add_data_synth_command(CLI::App& data);
 
-/// `bench` and its subcommands (loader; train and infer later): cmd_bench*.cpp.
+/// `bench` and its subcommands (loader, train, infer): cmd_bench*.cpp.
 std::vector<Command> add_bench_commands(CLI::App& parent);
 Command add_bench_loader_command(CLI::App& bench);
+Command add_bench_train_command(CLI::App& bench);  ///< cmd_bench_networks.cpp
+Command add_bench_infer_command(CLI::App& bench);  ///< cmd_bench_networks.cpp
 
 }  // namespace pix2pix::cli

@@ -4,12 +4,15 @@
 #include <c10/util/Exception.h>
 #include <fmt/core.h>
 #include <malloc.h>
+#include <signal.h>
 #include <torch/version.h>
 
+#include <algorithm>
 #include <iostream>
 #include <thread>
 
 #include "commands.h"
+#include "config_file.h"
 #include "pix2pix/error.h"
 
 namespace {
@@ -24,6 +27,9 @@ int main(int argc, char** argv) {
   // step: measured ~0.55 s per training step instead of ~1.8 s (DESIGN.md section 5).
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  // A file-size limit (ulimit -f) then fails the write with EFBIG, which is reported with the
+  // file's name and leaves the previous file intact, instead of killing the process.
+  signal(SIGXFSZ, SIG_IGN);
 
   CLI::App app{
       "pix2pix: paired image-to-image translation with conditional GANs (Isola et al. 2017)"};
@@ -40,6 +46,8 @@ int main(int argc, char** argv) {
       pix2pix::cli::add_model_command(app),
       pix2pix::cli::add_translate_command(app),
       pix2pix::cli::add_train_command(app),
+      pix2pix::cli::add_test_command(app),
+      pix2pix::cli::add_eval_command(app),
       pix2pix::cli::add_report_command(app),
       pix2pix::cli::add_demo_command(app),
   };
@@ -47,7 +55,15 @@ int main(int argc, char** argv) {
     for (auto& command : (*add)(app)) commands.push_back(std::move(command));
 
   try {
-    app.parse(argc, argv);
+    // `--config FILE` becomes flags before the command line's own (config_file.h); CLI11 takes
+    // the arguments in reverse order.
+    std::vector<std::string> args = pix2pix::cli::expand_config_file(
+        app, std::vector<std::string>(argv + 1, argv + argc));
+    std::reverse(args.begin(), args.end());
+    app.parse(args);
+  } catch (const pix2pix::Error& e) {
+    fmt::print(stderr, "error: {}\n", first_line(e.what()));
+    return 2;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
   } catch (const CLI::CallForAllHelp& e) {

@@ -78,4 +78,23 @@ void InitFlags::add_to(CLI::App* app) {
 
 InitOptions InitFlags::resolve() const { return {parse_init_type(type), gain}; }
 
+void ComputeFlags::add_to(CLI::App* app) {
+  app->add_option("--precision", precision,
+                  "fp32, or bf16: bfloat16 convolutions (fp32 master weights, norms and losses)")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
+  app->add_option("--transposed-conv", transposed,
+                  "fp32 transposed convolutions: auto (as convolution gradients where faster), "
+                  "gradient (always), native (libtorch's: the reference's numbers bit for bit)")
+      ->check(CLI::IsMember({"auto", "gradient", "native"}))
+      ->capture_default_str();
+}
+
+ComputeOptions ComputeFlags::resolve() const {
+  ComputeOptions options;
+  options.precision = parse_precision(precision);
+  options.transposed = parse_transposed_conv(transposed);
+  return options;
+}
+
 }  // namespace pix2pix::cli

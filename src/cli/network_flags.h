@@ -5,6 +5,7 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
+#include "pix2pix/compute.h"
 #include "pix2pix/discriminator.h"
 #include "pix2pix/generator.h"
 #include "pix2pix/init.h"
@@ -40,6 +41,15 @@ struct InitFlags {
 
   void add_to(CLI::App* app);
   InitOptions resolve() const;
+};
+
+/// How the networks compute: --precision fp32|bf16, --transposed-conv auto|gradient|native.
+struct ComputeFlags {
+  std::string precision = "fp32";
+  std::string transposed = "auto";
+
+  void add_to(CLI::App* app);
+  ComputeOptions resolve() const;
 };
 
 }  // namespace pix2pix::cli

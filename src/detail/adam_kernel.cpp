@@ -33,4 +33,12 @@ void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg
   }
 }
 
+bool all_finite(const float* data, size_t n) {
+  // A float is infinite or NaN exactly when its exponent bits are all ones.
+  const auto* bits = reinterpret_cast<const uint32_t*>(data);
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) bad |= static_cast<uint32_t>((bits[i] & 0x7f800000u) == 0x7f800000u);
+  return bad == 0;
+}
+
 }  // namespace pix2pix::detail

@@ -19,4 +19,7 @@ struct AdamStep {
 void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
                  const AdamStep& hyper);
 
+/// True when none of the n floats is infinite or NaN (one vectorised pass over the bits).
+bool all_finite(const float* data, size_t n);
+
 }  // namespace pix2pix::detail

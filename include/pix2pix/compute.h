@@ -1,0 +1,56 @@
+// How the networks compute: numeric precision (float32, or bfloat16 convolutions with float32
+// master weights) and how transposed convolutions run (libtorch's ConvTranspose2d, or the same
+// operation computed as the input gradient of a convolution, which runs on oneDNN). Weights,
+// state_dict keys and shapes are the same whatever is chosen; only speed and rounding differ.
+// To add a precision: extend Precision and the convolution layers in src/detail/convolution.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+namespace torch::nn {
+class Module;
+}
+
+namespace pix2pix {
+
+/// The arithmetic of the convolutions.
+enum class Precision {
+  kFloat32,   ///< everything in float32 (the reference's numbers)
+  kBFloat16,  ///< convolutions in bfloat16 (weights cast from the float32 master weights, which
+              ///< the optimiser updates); batch norm, activations between layers, losses float32
+};
+
+/// "fp32" | "bf16" (also "float32", "bfloat16").
+Precision parse_precision(const std::string& name);
+/// "fp32" or "bf16".
+std::string to_string(Precision precision);
+
+/// How ConvTranspose2d layers run in float32 (bfloat16 always uses the gradient form: libtorch
+/// 1.13's bfloat16 conv_transpose2d gives wrong results).
+enum class TransposedConv {
+  kNative,    ///< torch's conv_transpose2d: the reference's operations, bit for bit
+  kGradient,  ///< the input gradient of a convolution (oneDNN): equal within float rounding
+  kAuto,      ///< the gradient form where it is faster (input side >= gradient_min_side)
+};
+
+/// "native" | "gradient" | "auto".
+TransposedConv parse_transposed_conv(const std::string& name);
+std::string to_string(TransposedConv mode);
+
+/// Compute settings of a network's convolution layers. The default is float32 with
+/// TransposedConv::kAuto: numbers within float rounding (about 1e-6) of the reference's, faster.
+/// TransposedConv::kNative gives the reference's numbers bit for bit.
+struct ComputeOptions {
+  Precision precision = Precision::kFloat32;
+  TransposedConv transposed = TransposedConv::kAuto;
+  /// With kAuto, the smallest input height and width computed in the gradient form (measured
+  /// here: libtorch's own path wins on the 1x1..4x4 maps of the U-Net's innermost levels).
+  int64_t gradient_min_side = 8;
+};
+
+/// Applies `options` to every convolution layer inside `module` (a generator or discriminator
+/// of this library). Returns how many layers it set.
+int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options);
+
+}  // namespace pix2pix

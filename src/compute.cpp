@@ -1,0 +1,58 @@
+#include "pix2pix/compute.h"
+
+#include <torch/nn/module.h>
+
+#include "detail/convolution.h"
+#include "pix2pix/error.h"
+
+namespace pix2pix {
+
+Precision parse_precision(const std::string& name) {
+  if (name == "fp32" || name == "float32") return Precision::kFloat32;
+  if (name == "bf16" || name == "bfloat16") return Precision::kBFloat16;
+  throw Error("--precision", "unknown precision '" + name + "' (expected fp32 or bf16)");
+}
+
+std::string to_string(Precision precision) {
+  return precision == Precision::kBFloat16 ? "bf16" : "fp32";
+}
+
+TransposedConv parse_transposed_conv(const std::string& name) {
+  if (name == "native") return TransposedConv::kNative;
+  if (name == "gradient") return TransposedConv::kGradient;
+  if (name == "auto") return TransposedConv::kAuto;
+  throw Error("--transposed-conv",
+              "unknown mode '" + name + "' (expected native, gradient or auto)");
+}
+
+std::string to_string(TransposedConv mode) {
+  switch (mode) {
+    case TransposedConv::kNative:
+      return "native";
+    case TransposedConv::kGradient:
+      return "gradient";
+    case TransposedConv::kAuto:
+      return "auto";
+  }
+  return "?";
+}
+
+int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options) {
+  if (options.gradient_min_side < 1)
+    throw Error("ComputeOptions", "gradient_min_side must be at least 1");
+  int64_t count = 0;
+  auto set_one = [&](torch::nn::Module& layer) {
+    if (auto* conv = dynamic_cast<detail::Conv2dImpl*>(&layer)) {
+      conv->compute = options;
+      ++count;
+    } else if (auto* transposed = dynamic_cast<detail::ConvTranspose2dImpl*>(&layer)) {
+      transposed->compute = options;
+      ++count;
+    }
+  };
+  set_one(module);
+  for (const auto& child : module.modules(/*include_self=*/false)) set_one(*child);
+  return count;
+}
+
+}  // namespace pix2pix

@@ -1,0 +1,144 @@
+#include "detail/convolution.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/custom_function.h>
+#include <torch/nn/functional/padding.h>
+
+#include "pix2pix/error.h"
+
+namespace pix2pix::detail {
+
+namespace {
+
+using torch::autograd::AutogradContext;
+using torch::autograd::variable_list;
+
+// y = conv_transpose2d(x, w) is the adjoint of z = conv2d(y, w): y is the input gradient of that
+// convolution for the output gradient x (convolution_backward with only the input gradient), the
+// gradient with respect to x is conv2d(gy, w), and the weight gradient is that convolution's
+// weight gradient for input gy and output gradient x. No transposed kernel is involved, so
+// everything runs on oneDNN instead of libtorch 1.13's slow_conv_transpose2d (DESIGN.md s. 5).
+struct ConvTransposeAsGradient : torch::autograd::Function<ConvTransposeAsGradient> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
+                            std::vector<int64_t> stride, std::vector<int64_t> padding,
+                            std::vector<int64_t> output_padding) {
+    std::vector<int64_t> out_sizes = {x.size(0), weight.size(1), 0, 0};
+    for (int d = 0; d < 2; ++d)
+      out_sizes[2 + d] =
+          (x.size(2 + d) - 1) * stride[d] - 2 * padding[d] + weight.size(2 + d) + output_padding[d];
+    // Only the shape of the convolution's input matters here; its values are never read.
+    const at::Tensor shape_of_y = at::empty(out_sizes, x.options());
+    const at::Tensor y = std::get<0>(at::convolution_backward(
+        x.contiguous(), shape_of_y, weight, c10::nullopt, stride, padding, {1, 1},
+        /*transposed=*/false, {0, 0}, /*groups=*/1, {true, false, false}));
+    ctx->save_for_backward({x, weight});
+    ctx->saved_data["stride"] = stride;
+    ctx->saved_data["padding"] = padding;
+    return y;
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    const auto saved = ctx->get_saved_variables();
+    const at::Tensor& x = saved[0];
+    const at::Tensor& weight = saved[1];
+    const std::vector<int64_t> stride = ctx->saved_data["stride"].toIntVector();
+    const std::vector<int64_t> padding = ctx->saved_data["padding"].toIntVector();
+    const at::Tensor gy = grad_outputs[0].contiguous();
+    at::Tensor grad_x, grad_weight;
+    if (ctx->needs_input_grad(0))
+      grad_x = at::convolution(gy, weight, c10::nullopt, stride, padding, {1, 1}, false, {0, 0}, 1);
+    if (ctx->needs_input_grad(1))
+      grad_weight = std::get<1>(at::convolution_backward(x.contiguous(), gy, weight, c10::nullopt,
+                                                         stride, padding, {1, 1}, false, {0, 0}, 1,
+                                                         {false, true, false}));
+    return {grad_x, grad_weight, at::Tensor(), at::Tensor(), at::Tensor()};
+  }
+};
+
+std::vector<int64_t> to_vector(const torch::ExpandingArray<2>& a) { return {(*a)[0], (*a)[1]}; }
+
+bool is_bf16(const ComputeOptions& compute) { return compute.precision == Precision::kBFloat16; }
+
+// Adds a per-channel bias to an N x C x H x W tensor (no-op for an undefined bias).
+at::Tensor add_bias(const at::Tensor& y, const at::Tensor& bias) {
+  return bias.defined() ? y + bias.view({1, -1, 1, 1}) : y;
+}
+
+}  // namespace
+
+at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& weight,
+                                        std::vector<int64_t> stride, std::vector<int64_t> padding,
+                                        std::vector<int64_t> output_padding) {
+  return ConvTransposeAsGradient::apply(x, weight, std::move(stride), std::move(padding),
+                                        std::move(output_padding));
+}
+
+at::Tensor Bf16Cache::get(const at::Tensor& parameter) {
+  if (at::GradMode::is_enabled() && parameter.requires_grad()) {
+    copy_ = at::Tensor();  // training: the cast is part of the graph (gradients reach float32)
+    return parameter.to(at::kBFloat16);
+  }
+  if (!copy_.defined() || data_ != parameter.data_ptr() || version_ != parameter._version()) {
+    at::NoGradGuard no_grad;
+    copy_ = parameter.to(at::kBFloat16);
+    data_ = parameter.data_ptr();
+    version_ = static_cast<int64_t>(parameter._version());
+  }
+  return copy_;
+}
+
+at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
+  if (!is_bf16(compute)) return torch::nn::Conv2dImpl::forward(input);
+  // bfloat16: pad (if not zeros) and add the bias in float32, convolve in bfloat16.
+  at::Tensor x = input;
+  std::vector<int64_t> padding;
+  if (const auto* explicit_padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding())) {
+    padding = to_vector(*explicit_padding);
+  } else {
+    throw Error("Conv2d", "bf16 needs explicit padding sizes", ErrorKind::kRuntime);
+  }
+  if (!c10::get_if<torch::enumtype::kZeros>(&options.padding_mode())) {
+    namespace F = torch::nn::functional;
+    F::PadFuncOptions pad_options(_reversed_padding_repeated_twice);
+    if (c10::get_if<torch::enumtype::kReflect>(&options.padding_mode()))
+      pad_options.mode(torch::kReflect);
+    else if (c10::get_if<torch::enumtype::kReplicate>(&options.padding_mode()))
+      pad_options.mode(torch::kReplicate);
+    else
+      pad_options.mode(torch::kCircular);
+    x = F::pad(x, pad_options);
+    padding = {0, 0};
+  }
+  at::Tensor y =
+      at::conv2d(x.to(at::kBFloat16), weight16_.get(weight), {}, to_vector(options.stride()),
+                 padding, to_vector(options.dilation()), options.groups());
+  return add_bias(y.to(at::kFloat), bias);
+}
+
+at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
+                                        const c10::optional<at::IntArrayRef>& output_size) {
+  const bool plain_layer = options.groups() == 1 && (*options.dilation())[0] == 1 &&
+                           (*options.dilation())[1] == 1 &&
+                           c10::get_if<torch::enumtype::kZeros>(&options.padding_mode());
+  const auto stride = to_vector(options.stride());
+  const auto padding = to_vector(c10::get<torch::ExpandingArray<2>>(options.padding()));
+  const auto output_padding = to_vector(options.output_padding());
+  if (is_bf16(compute)) {
+    if (output_size || !plain_layer)
+      throw Error("ConvTranspose2d", "bf16 supports groups 1, dilation 1, zero padding only",
+                  ErrorKind::kRuntime);
+    at::Tensor y = conv_transpose2d_as_gradient(input.to(at::kBFloat16), weight16_.get(weight),
+                                                stride, padding, output_padding);
+    return add_bias(y.to(at::kFloat), bias);
+  }
+  const bool gradient_form =
+      compute.transposed == TransposedConv::kGradient ||
+      (compute.transposed == TransposedConv::kAuto && input.dim() == 4 &&
+       input.size(2) >= compute.gradient_min_side && input.size(3) >= compute.gradient_min_side);
+  if (!gradient_form || output_size || !plain_layer)
+    return torch::nn::ConvTranspose2dImpl::forward(input, output_size);
+  return add_bias(conv_transpose2d_as_gradient(input, weight, stride, padding, output_padding),
+                  bias);
+}
+
+}  // namespace pix2pix::detail

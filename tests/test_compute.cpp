@@ -1,0 +1,214 @@
+// Compute settings: transposed convolutions computed as convolution gradients equal
+// ConvTranspose2d forward and backward; bfloat16 convolutions stay close to float32, keep float32
+// master weights, train with finite losses, and refresh their cached inference weights.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "detail/convolution.h"
+#include "pix2pix/compute.h"
+#include "pix2pix/error.h"
+#include "pix2pix/generator.h"
+#include "pix2pix/init.h"
+#include "pix2pix/optim.h"
+#include "pix2pix/trainer.h"
+
+namespace pix2pix {
+namespace {
+
+// max |a - b| relative to the size of b (1 for values up to 1 in magnitude).
+double relative_error(const at::Tensor& a, const at::Tensor& b) {
+  const double scale = std::max(1.0, b.abs().max().item<double>());
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
+}
+
+struct TransposedCase {
+  int64_t in, out, kernel, stride, padding, output_padding, batch, height, width;
+  bool bias;
+};
+
+TEST(ConvTransposeAsGradient, EqualsConvTranspose2dForwardAndBackward) {
+  const std::vector<TransposedCase> cases = {
+      {16, 8, 4, 2, 1, 0, 1, 8, 8, false},     // U-Net up layer
+      {32, 3, 4, 2, 1, 0, 2, 16, 16, true},    // outermost U-Net layer (bias), batch 2
+      {8, 4, 3, 2, 1, 1, 1, 12, 12, false},    // ResNet up layer (output padding)
+      {6, 5, 4, 2, 1, 0, 1, 5, 9, true},       // odd, non-square sizes
+      {4, 4, 3, 1, 1, 0, 3, 7, 7, true},       // stride 1
+      {64, 32, 4, 2, 1, 0, 1, 32, 32, false},  // larger reductions
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE("in " + std::to_string(c.in) + " out " + std::to_string(c.out) + " kernel " +
+                 std::to_string(c.kernel) + " side " + std::to_string(c.height) + "x" +
+                 std::to_string(c.width) + (c.bias ? " bias" : ""));
+    torch::manual_seed(1);
+    auto options = torch::nn::ConvTranspose2dOptions(c.in, c.out, c.kernel)
+                       .stride(c.stride)
+                       .padding(c.padding)
+                       .output_padding(c.output_padding)
+                       .bias(c.bias);
+    torch::nn::ConvTranspose2d native(options);
+    detail::ConvTranspose2d gradient(options);
+    {
+      torch::NoGradGuard no_grad;
+      gradient->weight.copy_(native->weight);
+      if (c.bias) gradient->bias.copy_(native->bias.uniform_(-1, 1));
+    }
+    gradient->compute.transposed = TransposedConv::kGradient;
+    const at::Tensor x0 = torch::rand({c.batch, c.in, c.height, c.width}) * 2 - 1;
+    const at::Tensor x1 = x0.clone().requires_grad_(), x2 = x0.clone().requires_grad_();
+    const at::Tensor y1 = native->forward(x1), y2 = gradient->forward(x2);
+    ASSERT_EQ(y1.sizes(), y2.sizes());
+    EXPECT_LT(relative_error(y2, y1), 1e-5);
+    const at::Tensor gy = torch::rand_like(y1) * 2 - 1;
+    y1.backward(gy);
+    y2.backward(gy);
+    EXPECT_LT(relative_error(x2.grad(), x1.grad()), 1e-5);
+    EXPECT_LT(relative_error(gradient->weight.grad(), native->weight.grad()), 1e-5);
+    if (c.bias) EXPECT_LT(relative_error(gradient->bias.grad(), native->bias.grad()), 1e-5);
+    // Not trivially equal: the outputs are real data.
+    EXPECT_GT(y1.abs().max().item<double>(), 0.01);
+  }
+}
+
+TEST(ConvTransposeAsGradient, OnlyRequestedGradientsAreComputed) {
+  const at::Tensor x = torch::rand({1, 4, 6, 6});
+  const at::Tensor w = torch::rand({4, 2, 4, 4}).requires_grad_();
+  detail::conv_transpose2d_as_gradient(x, w, {2, 2}, {1, 1}, {0, 0}).sum().backward();
+  EXPECT_TRUE(w.grad().defined());
+  EXPECT_FALSE(x.grad().defined());
+}
+
+std::shared_ptr<Generator> small_unet(Norm norm = Norm::kBatch, bool dropout = false) {
+  torch::manual_seed(0);
+  GeneratorOptions options;
+  options.net = "unet";
+  options.num_downs = 5;
+  options.ngf = 8;
+  options.norm = norm;
+  options.dropout = dropout;
+  auto generator = make_generator(options);
+  init_weights(*generator);
+  return generator;
+}
+
+// A whole generator, forward and weight gradients: the gradient form stays within float
+// rounding of libtorch's transposed convolution.
+TEST(Compute, GeneratorInGradientFormMatchesNative) {
+  auto native = small_unet(), gradient = small_unet();
+  EXPECT_EQ(set_compute(*native, {Precision::kFloat32, TransposedConv::kNative, 8}), 10);
+  set_compute(*gradient, {Precision::kFloat32, TransposedConv::kGradient, 1});
+  torch::manual_seed(2);
+  const at::Tensor x = torch::rand({2, 3, 64, 64}) * 2 - 1;
+  const at::Tensor y1 = native->forward(x), y2 = gradient->forward(x);
+  EXPECT_LT(relative_error(y2, y1), 1e-5);
+  EXPECT_FALSE(torch::equal(y1, y2));  // a different computation, not the same one
+  y1.square().sum().backward();
+  y2.square().sum().backward();
+  const auto p1 = native->parameters(), p2 = gradient->parameters();
+  for (size_t i = 0; i < p1.size(); ++i)
+    EXPECT_LT(relative_error(p2[i].grad(), p1[i].grad()), 1e-4) << "parameter " << i;
+}
+
+TEST(Compute, Bf16ConvolutionsStayCloseToFloat32) {
+  for (const Upsampling up : {Upsampling::kTransposed, Upsampling::kResizeBilinear}) {
+    torch::manual_seed(0);
+    GeneratorOptions options;
+    options.net = "resnet_6blocks";
+    options.ngf = 8;
+    options.dropout = false;
+    options.upsampling = up;  // resize-bilinear: a reflection-padded convolution
+    auto generator = make_generator(options);
+    init_weights(*generator);
+    generator->eval();
+    torch::NoGradGuard no_grad;
+    const at::Tensor x = torch::rand({1, 3, 32, 32}) * 2 - 1;
+    const at::Tensor y32 = generator->forward(x);
+    set_compute(*generator, {Precision::kBFloat16, TransposedConv::kAuto, 8});
+    const at::Tensor y16 = generator->forward(x);
+    EXPECT_EQ(y16.scalar_type(), at::kFloat);
+    const double error = (y16 - y32).abs().max().item<double>();
+    EXPECT_LT(error, 0.05) << to_string(up);
+    EXPECT_GT(error, 0.0) << "bf16 computed nothing in bf16";
+    for (const auto& p : generator->parameters()) EXPECT_EQ(p.scalar_type(), at::kFloat);
+  }
+}
+
+// The bfloat16 copy used without autograd is remade when the weights change in place (an
+// optimiser step), and not otherwise.
+TEST(Compute, Bf16InferenceFollowsWeightUpdates) {
+  auto generator = small_unet();
+  set_compute(*generator, {Precision::kBFloat16, TransposedConv::kAuto, 8});
+  const at::Tensor x = torch::rand({1, 3, 32, 32}) * 2 - 1;
+  generator->eval();
+  at::Tensor before, again;
+  {
+    torch::NoGradGuard no_grad;
+    before = generator->forward(x);
+    again = generator->forward(x);
+  }
+  EXPECT_TRUE(torch::equal(before, again));
+  // One Adam step (raw writes into the parameters) must be seen by the next inference.
+  Adam adam(generator->parameters(), {});
+  generator->train();
+  generator->forward(x).abs().mean().backward();
+  adam.step();
+  generator->eval();
+  torch::NoGradGuard no_grad;
+  const at::Tensor after = generator->forward(x);
+  EXPECT_FALSE(torch::equal(before, after));
+  // A fresh network with the updated weights gives the same result as the cache.
+  auto fresh = small_unet();
+  {
+    auto src = generator->named_parameters(), dst = fresh->named_parameters();
+    for (const auto& item : src) dst[item.key()].copy_(item.value());
+    auto src_b = generator->named_buffers(), dst_b = fresh->named_buffers();
+    for (const auto& item : src_b) dst_b[item.key()].copy_(item.value());
+  }
+  set_compute(*fresh, {Precision::kBFloat16, TransposedConv::kAuto, 8});
+  fresh->eval();
+  EXPECT_TRUE(torch::equal(fresh->forward(x), after));
+}
+
+// bf16 training: a few steps of the full pix2pix step on a small net keep every loss finite,
+// update the float32 master weights and drive the L1 term down on one pair.
+TEST(Compute, Bf16TrainingStepKeepsFiniteLosses) {
+  auto generator = small_unet(Norm::kBatch, true);
+  torch::manual_seed(0);
+  DiscriminatorOptions d_options;
+  d_options.ndf = 8;
+  auto discriminator = make_discriminator(d_options);
+  init_weights(*discriminator);
+  const ComputeOptions bf16{Precision::kBFloat16, TransposedConv::kAuto, 8};
+  set_compute(*generator, bf16);
+  set_compute(*discriminator, bf16);
+  AdamOptions adam;
+  adam.lr = 1e-3;
+  Pix2PixStep step(generator, discriminator, {}, adam, adam);
+  const at::Tensor a = torch::rand({1, 3, 64, 64}) * 2 - 1, b = -a;
+  const at::Tensor w0 = generator->parameters()[0].clone();
+  StepStats first = step.step(a, b), last = first;
+  for (int i = 0; i < 20; ++i) {
+    last = step.step(a, b);
+    for (double v : {last.g_gan, last.g_l1, last.d_real, last.d_fake})
+      ASSERT_TRUE(std::isfinite(v)) << "step " << i;
+  }
+  for (const auto& p : generator->parameters()) {
+    EXPECT_EQ(p.scalar_type(), at::kFloat);
+    EXPECT_TRUE(p.grad().defined());
+    EXPECT_EQ(p.grad().scalar_type(), at::kFloat);
+  }
+  EXPECT_FALSE(torch::equal(w0, generator->parameters()[0]));
+  EXPECT_LT(last.g_l1, first.g_l1);
+}
+
+TEST(Compute, ParsesNames) {
+  EXPECT_EQ(parse_precision("bf16"), Precision::kBFloat16);
+  EXPECT_EQ(parse_precision("float32"), Precision::kFloat32);
+  EXPECT_EQ(to_string(Precision::kBFloat16), "bf16");
+  EXPECT_EQ(parse_transposed_conv("native"), TransposedConv::kNative);
+  EXPECT_EQ(to_string(TransposedConv::kAuto), "auto");
+  EXPECT_THROW(parse_precision("fp16"), Error);
+  EXPECT_THROW(parse_transposed_conv("fast"), Error);
+}
+
+}  // namespace
+}  // namespace pix2pix
