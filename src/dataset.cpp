@@ -216,6 +216,24 @@ std::string reason_of(const std::exception& error, const std::string& path) {
 
 std::string size_string(int width, int height) { return fmt::format("{}x{}", width, height); }
 
+void require_even_width(int width, const std::string& subject) {
+  if (width % 2 != 0) {
+    throw Error(subject, fmt::format("odd width {}: an aligned image holds A and B side by side, "
+                                     "so its width must be even",
+                                     width));
+  }
+}
+
+void require_same_size(const std::string& path_a, int width_a, int height_a,
+                       const std::string& path_b, int width_b, int height_b) {
+  if (width_a != width_b || height_a != height_b) {
+    throw Error(path_a, fmt::format("size {} differs from its partner {} ({}): A and B of a pair "
+                                    "must have the same size",
+                                    size_string(width_a, height_a), path_b,
+                                    size_string(width_b, height_b)));
+  }
+}
+
 // Runs body(0..count-1) on `threads` threads (0: all cores). The first exception stops the
 // remaining work and is rethrown.
 void parallel_for(size_t count, int threads, const std::function<void(size_t)>& body) {
@@ -346,11 +364,7 @@ std::vector<std::string> list_splits(const std::string& folder) {
 
 std::pair<Image, Image> split_aligned(const Image& ab, const std::string& subject) {
   if (ab.empty()) throw Error(subject, "empty image");
-  if (ab.width % 2 != 0) {
-    throw Error(subject, fmt::format("odd width {}: an aligned image holds A and B side by side, "
-                                     "so its width must be even",
-                                     ab.width));
-  }
+  require_even_width(ab.width, subject);
   Image a(ab.width / 2, ab.height, ab.channels, ab.type);
   Image b(ab.width / 2, ab.height, ab.channels, ab.type);
   const size_t half = a.row_bytes();
@@ -441,12 +455,7 @@ Sample Dataset::load(size_t index) const {
     a = read_image(entry.path_a, read);
     read.channels = channels_b;
     b = read_image(entry.path_b, read);
-    if (a.width != b.width || a.height != b.height) {
-      throw Error(entry.path_a, fmt::format("size {} differs from its partner {} ({}): A and B "
-                                            "of a pair must have the same size",
-                                            size_string(a.width, a.height), entry.path_b,
-                                            size_string(b.width, b.height)));
-    }
+    require_same_size(entry.path_a, a.width, a.height, entry.path_b, b.width, b.height);
   } else {
     read.channels = 0;  // convert the halves, not the whole
     auto halves = split_aligned(read_image(entry.path_a, read), entry.path_a);
@@ -456,6 +465,39 @@ Sample Dataset::load(size_t index) const {
   sample.input = a_to_b ? std::move(a) : std::move(b);
   sample.target = a_to_b ? std::move(b) : std::move(a);
   return sample;
+}
+
+std::pair<int, int> Dataset::probe(size_t index) const {
+  const DatasetEntry& entry = entries_.at(index);
+  auto header = [&](const std::string& path) {
+    const ImageInfo info = read_image_info(path);
+    const int64_t pixels = int64_t{info.width} * info.height;
+    if (options_.read.max_pixels > 0 && pixels > options_.read.max_pixels)
+      throw Error(path, fmt::format("{} pixels, more than the limit of {} (ReadOptions::max_pixels)",
+                                    size_string(info.width, info.height),
+                                    options_.read.max_pixels));
+    return info;
+  };
+  const ImageInfo a = header(entry.path_a);
+  if (layout_ == DatasetLayout::kSingle) return {a.width, a.height};
+  if (layout_ == DatasetLayout::kPairedFolders) {
+    const ImageInfo b = header(entry.path_b);
+    require_same_size(entry.path_a, a.width, a.height, entry.path_b, b.width, b.height);
+    return {a.width, a.height};
+  }
+  require_even_width(a.width, entry.path_a);
+  return {a.width / 2, a.height};
+}
+
+Dataset Dataset::without(const std::vector<size_t>& indices) const {
+  std::vector<bool> drop(entries_.size(), false);
+  for (size_t i : indices)
+    if (i < drop.size()) drop[i] = true;
+  Dataset copy = *this;
+  copy.entries_.clear();
+  for (size_t i = 0; i < entries_.size(); ++i)
+    if (!drop[i]) copy.entries_.push_back(entries_[i]);
+  return copy;
 }
 
 size_t DatasetCheck::problem_count() const {

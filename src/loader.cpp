@@ -302,4 +302,18 @@ const TransformOptions& Loader::transform_options() const { return state_->trans
 const LoaderOptions& Loader::options() const { return state_->options; }
 const Dataset& Loader::dataset() const { return *state_->dataset; }
 
+std::vector<BadEntry> scan_entries(const Dataset& dataset, const TransformOptions& transform) {
+  validate(transform);
+  std::vector<BadEntry> bad;
+  for (size_t i = 0; i < dataset.size(); ++i) {
+    try {
+      const auto [width, height] = dataset.probe(i);
+      check_fits(transform, width, height, dataset.entry(i).path_a);
+    } catch (const Error& error) {
+      bad.push_back({i, error.what()});
+    }
+  }
+  return bad;
+}
+
 }  // namespace pix2pix

@@ -244,10 +244,9 @@ Json options_json(const TrainOptions& o) {
       {"validate_first", o.validate_first},
       {"tensorboard", o.tensorboard},
       {"report", o.report},
+      {"on_bad_file", to_string(o.on_bad_file)},
   };
 }
-
-// Writes `text` to `path` atomically: a temporary file in the same folder, then a rename.
 
 at::Tensor scalar(int64_t value) { return at::scalar_tensor(value, at::kLong); }
 
@@ -308,14 +307,27 @@ struct Checkpointer {
 };
 
 // Mean L1 and PSNR (8-bit scale: images in [0, 1]) of G in eval mode over a split.
-std::pair<double, double> evaluate(Generator& generator, Loader& loader) {
+// The next batch; a batch that fails to load goes to `on_bad`, which throws to stop or returns to
+// go on with the following one.
+std::optional<Batch> next_batch(Loader& loader, const std::function<void(const Error&)>& on_bad) {
+  while (true) {
+    try {
+      return loader.next();
+    } catch (const Error& error) {
+      on_bad(error);
+    }
+  }
+}
+
+std::pair<double, double> evaluate(Generator& generator, Loader& loader,
+                                   const std::function<void(const Error&)>& on_bad) {
   at::NoGradGuard no_grad;
   const bool was_training = generator.is_training();
   generator.eval();
   loader.start_epoch(0);
   double l1 = 0, psnr = 0;
   int64_t count = 0;
-  while (auto batch = loader.next()) {
+  while (auto batch = next_batch(loader, on_bad)) {
     at::Tensor fake = generator.forward(batch->input);
     for (int64_t i = 0; i < fake.size(0); ++i) {
       at::Tensor diff = (fake[i] - batch->target[i]);
@@ -341,7 +353,7 @@ void write_sample(const std::string& path, Generator& generator, const Batch& ba
 // Input | output | target strips of the first `count` images of a (validation) loader, stacked,
 // with G in eval mode (no dropout: torch's random stream is left alone).
 void write_epoch_sample(const std::string& path, Generator& generator, Loader& loader,
-                        int64_t count) {
+                        int64_t count, const std::function<void(const Error&)>& on_bad) {
   at::NoGradGuard no_grad;
   const bool was_training = generator.is_training();
   generator.eval();
@@ -349,7 +361,7 @@ void write_epoch_sample(const std::string& path, Generator& generator, Loader& l
   auto rgb = [](at::Tensor t) { return t.size(0) == 1 ? t.repeat({3, 1, 1}) : t.narrow(0, 0, 3); };
   std::vector<at::Tensor> strips;
   while (static_cast<int64_t>(strips.size()) < count) {
-    auto batch = loader.next();
+    auto batch = next_batch(loader, on_bad);
     if (!batch) break;
     at::Tensor fake = generator.forward(batch->input);
     for (int64_t i = 0; i < fake.size(0) && static_cast<int64_t>(strips.size()) < count; ++i)
@@ -388,6 +400,16 @@ std::string options_to_json(const TrainOptions& options) {
   return Json{{"options", values}, {"non_defaults", non_defaults}}.dump(2) + "\n";
 }
 
+std::string to_string(BadFilePolicy policy) {
+  return policy == BadFilePolicy::kSkip ? "skip" : "fail";
+}
+
+BadFilePolicy parse_bad_file_policy(const std::string& name) {
+  if (name == "fail") return BadFilePolicy::kFail;
+  if (name == "skip") return BadFilePolicy::kSkip;
+  throw Error("--on-bad-file", "unknown policy '" + name + "' (expected fail or skip)");
+}
+
 TrainResult train(const TrainOptions& options, const std::function<void(const std::string&)>& log) {
   auto say = [&](const std::string& line) {
     if (log) log(line);
@@ -420,6 +442,33 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     val_options.split = "val";
     val_set = std::make_shared<const Dataset>(val_options);
   }
+  // The up-front scan (headers only): stop naming the bad files, or leave them out.
+  TransformOptions val_transform = options.transform;
+  val_transform.flip = false;
+  std::vector<std::string> skipped_in_scan;
+  auto scan = [&](std::shared_ptr<const Dataset>& set, const TransformOptions& transform) {
+    if (!set) return;
+    const std::vector<BadEntry> bad = scan_entries(*set, transform);
+    if (bad.empty()) return;
+    const std::string folder = (root / set->options().split).string();
+    if (options.on_bad_file == BadFilePolicy::kFail) {
+      std::string more;
+      if (bad.size() > 1)
+        more = fmt::format(" (and {} more bad file{} in {}; `pix2pix data check {}` lists them)",
+                           bad.size() - 1, bad.size() > 2 ? "s" : "", folder, options.data);
+      throw Error(bad.front().message + more + "; --on-bad-file skip trains without them");
+    }
+    std::vector<size_t> indices;
+    for (const BadEntry& entry : bad) {
+      indices.push_back(entry.index);
+      skipped_in_scan.push_back(entry.message);
+    }
+    set = std::make_shared<const Dataset>(set->without(indices));
+    if (set->size() == 0)
+      throw Error(folder, "every file is bad (" + bad.front().message + ")");
+  };
+  scan(train_set, options.transform);
+  scan(val_set, val_transform);
 
   // Models: seed, build G, build D, initialise G then D (the reference's order).
   at::manual_seed(options.seed);
@@ -548,7 +597,8 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                                                        "max_seconds",
                                                        "validate_first",
                                                        "tensorboard",
-                                                       "report"};
+                                                       "report",
+                                                       "on_bad_file"};
       if (kMayChange.count(key) || (stored.contains(key) && stored.at(key) == value)) continue;
       changed += (changed.empty() ? "" : ", ") + key + " (" +
                  (stored.contains(key) ? stored.at(key).dump() : "unset") + " -> " + value.dump() +
@@ -575,8 +625,6 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
   Loader loader(train_set, options.transform, loader_options);
   std::unique_ptr<Loader> val_loader;
   if (val_set) {
-    TransformOptions val_transform = options.transform;
-    val_transform.flip = false;
     LoaderOptions val_loader_options = loader_options;
     val_loader_options.shuffle = false;
     val_loader_options.drop_last = false;
@@ -594,9 +642,35 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
   std::unique_ptr<TensorBoardWriter> tensorboard;
   if (options.tensorboard) tensorboard = std::make_unique<TensorBoardWriter>(run_dir + "/tb");
   TrainResult result;
+  const int64_t first_step = global_step;
   // Validation: a metrics row, TensorBoard scalars and the epoch's samples (of the same images).
+  // Bad data files met while loading (the scan reads headers only): BadFilePolicy.
+  int64_t epoch = start_epoch, epoch_step = 0;
+  auto bad_file = [&](const std::string& message) {
+    ++result.bad_files;
+    metrics << Json{{"kind", "bad_file"}, {"epoch", epoch}, {"step", global_step}, {"error", message}}
+                   .dump()
+            << "\n"
+            << std::flush;
+    say("skipping a bad file: " + message);
+  };
+  for (const std::string& message : skipped_in_scan) bad_file(message);
+  // `resume_step`: where a --resume continues (the failing batch again, or the validation).
+  auto on_bad = [&](const Error& error, int64_t resume_step) {
+    if (options.on_bad_file == BadFilePolicy::kSkip) return bad_file(error.what());
+    std::string saved;
+    if (global_step > first_step) {
+      checkpointer.save_state(model, schedule, epoch, resume_step, global_step, best_val_l1);
+      saved = fmt::format(" (at step {}; checkpoint saved: --resume --on-bad-file skip goes on "
+                          "without it)",
+                          global_step);
+    }
+    throw Error(error.what() + saved + (saved.empty() ? "; --on-bad-file skip trains without it" : ""),
+                ErrorKind::kInput);
+  };
+  auto on_bad_val = [&](const Error& error) { on_bad(error, epoch_step); };
   auto validate_now = [&](int64_t epoch, int64_t step) {
-    const auto [val_l1, val_psnr] = evaluate(*generator, *val_loader);
+    const auto [val_l1, val_psnr] = evaluate(*generator, *val_loader, on_bad_val);
     const Json row{{"kind", "val"},
                    {"epoch", epoch},
                    {"step", step},
@@ -606,7 +680,7 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     log_scalars(tensorboard.get(), row);
     say(fmt::format("epoch {} validation: L1 {:.4f}  PSNR {:.2f} dB", epoch, val_l1, val_psnr));
     const std::string sample = fmt::format("{}/samples/epoch{:03d}.png", run_dir, epoch);
-    write_epoch_sample(sample, *generator, *val_loader, 3);
+    write_epoch_sample(sample, *generator, *val_loader, 3, on_bad_val);
     if (tensorboard && fs::exists(sample)) tensorboard->add_png_file("samples/val", step, sample);
     return val_l1;
   };
@@ -616,19 +690,23 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                   options.data, train_set->size(), steps_per_epoch, start_epoch, last_epoch));
   result.run_dir = run_dir;
   const auto run_start = std::chrono::steady_clock::now();
-  const int64_t first_step = global_step;
   StepStats sum;
   int64_t in_interval = 0;
   double data_seconds = 0, step_seconds = 0;
   bool stop = false;
   int64_t nonfinite_in_row = 0;
-  int64_t epoch = start_epoch;
   for (; epoch <= last_epoch && !stop; ++epoch) {
     const double lr = options.adam.lr * schedule.factor(epoch);
     model.set_learning_rates(lr, lr * options.lr_d_ratio);
     loader.start_epoch(epoch);
-    int64_t epoch_step = 0;
-    for (; epoch_step < skip_steps; ++epoch_step) loader.next();  // resuming mid-epoch
+    epoch_step = 0;
+    for (; epoch_step < skip_steps; ++epoch_step) {  // resuming mid-epoch
+      try {
+        if (!loader.next()) break;
+      } catch (const Error&) {
+        // A batch that failed before the resume: already reported (or the cause of the stop).
+      }
+    }
     skip_steps = 0;
     while (true) {
       if (options.max_steps > 0 && global_step >= options.max_steps) {
@@ -651,12 +729,17 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
       auto t0 = std::chrono::steady_clock::now();
       std::vector<std::pair<at::Tensor, at::Tensor>> micro_batches;
       std::optional<Batch> batch;
-      for (int64_t k = 0; k < options.accumulate; ++k) {
-        auto next = loader.next();
+      int64_t failed = 0;  // batches of this step that failed to load (skipped)
+      while (static_cast<int64_t>(micro_batches.size()) < options.accumulate) {
+        auto next = next_batch(loader, [&](const Error& error) {
+          on_bad(error, epoch_step);  // kFail: a resume retries this step's batches
+          ++failed;
+        });
         if (!next) break;
         micro_batches.emplace_back(next->input, next->target);
         batch = std::move(next);
       }
+      epoch_step += failed;
       if (micro_batches.empty()) break;
       auto t1 = std::chrono::steady_clock::now();
       const StepStats stats = model.step(micro_batches);
@@ -715,7 +798,8 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                  {"GP", sum.gradient_penalty / n},
                  {"lr", lr},
                  {"step_s", step_seconds / n},
-                 {"data_s", data_seconds / n}};
+                 {"data_s", data_seconds / n},
+                 {"bad_files", result.bad_files}};
         metrics << row.dump() << "\n" << std::flush;
         log_scalars(tensorboard.get(), row);
         const double elapsed =

@@ -379,12 +379,7 @@ std::string crop_text(const TransformOptions& options) {
 // Throws when the resized image cannot hold the crop or params point outside it.
 void check_crop(const Image& image, const ImageSize& resized, const TransformOptions& options,
                 const TransformParams& params, const std::string& name) {
-  if (resized.width < options.crop_width || resized.height < options.crop_height) {
-    std::string what = "the image is " + size_text(image.width, image.height);
-    if (resized.width != image.width || resized.height != image.height)
-      what += " (" + size_text(resized.width, resized.height) + " after resizing)";
-    throw Error(name, what + ", smaller than the crop of " + crop_text(options));
-  }
+  check_fits(options, image.width, image.height, name);
   if (params.crop_x < 0 || params.crop_y < 0 ||
       params.crop_x > resized.width - options.crop_width ||
       params.crop_y > resized.height - options.crop_height) {
@@ -495,6 +490,17 @@ at::Tensor apply_transform(const Image& image, const TransformOptions& options,
   return crop_flip_normalise(source.data.data(), source.channels,
                              int64_t{source.width} * source.channels, source.channels, 1, x, y,
                              width, height, params.flip);
+}
+
+void check_fits(const TransformOptions& options, int width, int height, const std::string& name) {
+  if (!has_crop(options.preprocess)) return;
+  const ImageSize resized = resized_size(options, width, height);
+  if (resized.width < options.crop_width || resized.height < options.crop_height) {
+    std::string what = "the image is " + size_text(width, height);
+    if (resized.width != width || resized.height != height)
+      what += " (" + size_text(resized.width, resized.height) + " after resizing)";
+    throw Error(name, what + ", smaller than the crop of " + crop_text(options));
+  }
 }
 
 }  // namespace pix2pix

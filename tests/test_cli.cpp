@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
@@ -32,6 +34,32 @@ TEST(Cli, HelpAndVersion) {
   auto translate_help = run_cli("translate --help");
   EXPECT_EQ(translate_help.exit_code, 0);
   EXPECT_NE(translate_help.output.find("--train-mode"), std::string::npos);
+}
+
+// The README's CLI reference is the binary's own help, verbatim (`--help-all` of the tool and of
+// its two command groups): a flag added, renamed or re-described without
+// `scripts/cli_reference.sh` fails here.
+TEST(Cli, ReadmeReferenceIsTheHelpOfEveryCommand) {
+  std::string expected = "```text\n";
+  for (const std::string group : {"", "data", "bench"}) {
+    auto help = run_cli(group + " --help-all");
+    ASSERT_EQ(help.exit_code, 0) << help.output;
+    expected += "$ pix2pix" + (group.empty() ? "" : " " + group) + " --help-all\n" + help.output;
+  }
+  expected += "```\n";
+  for (const char* text : {"train", "translate", "test", "eval", "report", "demo", "synth",
+                           "check", "combine", "infer", "--on-bad-file", "--precision"})
+    EXPECT_NE(expected.find(text), std::string::npos) << text;
+  std::ifstream in(test::source_dir() + "/README.md");
+  const std::string readme((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string begin =
+      "<!-- cli-reference:begin (scripts/cli_reference.sh writes this block) -->\n";
+  const size_t start = readme.find(begin);
+  const size_t stop = readme.find("<!-- cli-reference:end -->");
+  ASSERT_NE(start, std::string::npos);
+  ASSERT_NE(stop, std::string::npos);
+  EXPECT_EQ(readme.substr(start + begin.size(), stop - start - begin.size()), expected)
+      << "README.md's CLI reference is out of date: run scripts/cli_reference.sh";
 }
 
 TEST(Cli, RejectsBadUsageWithOneLineAndExitTwo) {

@@ -11,6 +11,7 @@
 #include "pix2pix/dataset.h"
 #include "pix2pix/error.h"
 #include "pix2pix/image_io.h"
+#include "pix2pix/loader.h"
 #include "pix2pix/pytorch_import.h"
 #include "pix2pix/synth.h"
 #include "pix2pix/trainer.h"
@@ -390,6 +391,78 @@ TEST(TrainCommand, StopsAfterTooManyNonFiniteSteps) {
     for (const auto& [key, value] : read_state_dict(checkpoints + file))
       if ((file.back() == 'h' || key.rfind("net_", 0) == 0) && value.is_floating_point())
         EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << file << ": " << key;
+}
+
+std::vector<nlohmann::json> metrics_rows(const std::string& run, const std::string& kind) {
+  std::vector<nlohmann::json> rows;
+  std::ifstream in(run + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto row = nlohmann::json::parse(line);
+    if (row["kind"] == kind) rows.push_back(row);
+  }
+  return rows;
+}
+
+// --on-bad-file fail (default): the header scan names the bad files before anything is written
+// (exit 2, one line); skip leaves them out, logs and counts them.
+TEST(TrainCommand, BadFilesFoundByTheScanFailOrAreSkipped) {
+  const std::string dir = test::temp_dir();
+  synth(dir);
+  const std::vector<std::string> files = list_images(dir + "/data/train");
+  ASSERT_EQ(files.size(), 4u);
+  std::ofstream(files[1], std::ios::trunc).flush();            // zero bytes
+  write_png(files[3], Image(63, 64, 3));                       // odd width: not an A|B pair
+  auto failed = test::run_command(tiny_train(dir, "fail") + " --max-steps 2");
+  EXPECT_EQ(failed.exit_code, 2) << failed.output;
+  EXPECT_NE(failed.output.find("error: " + files[1] + ": "), std::string::npos) << failed.output;
+  EXPECT_NE(failed.output.find("and 1 more bad file"), std::string::npos) << failed.output;
+  EXPECT_NE(failed.output.find("--on-bad-file skip"), std::string::npos) << failed.output;
+  EXPECT_FALSE(fs::exists(dir + "/runs/fail")) << "nothing written";
+
+  auto skipped = test::run_command(tiny_train(dir, "skip") + " --max-steps 4 --on-bad-file skip");
+  ASSERT_EQ(skipped.exit_code, 0) << skipped.output;
+  EXPECT_NE(skipped.output.find("skipping a bad file: " + files[3] + ": odd width"),
+            std::string::npos)
+      << skipped.output;
+  const auto bad = metrics_rows(dir + "/runs/skip", "bad_file");
+  ASSERT_EQ(bad.size(), 2u);
+  EXPECT_EQ(bad[0]["error"].get<std::string>().rfind(files[1] + ": ", 0), 0u) << bad[0];
+  const auto train_rows = metrics_rows(dir + "/runs/skip", "train");
+  ASSERT_FALSE(train_rows.empty());
+  EXPECT_EQ(train_rows.back()["bad_files"], 2);
+  // Two pairs left, batch 1: an epoch is two steps.
+  EXPECT_EQ(train_rows.back()["epoch"], 2);
+}
+
+// A file whose header is fine but whose data is cut off is found only when loaded. fail: the run
+// stops at that batch with a checkpoint, exit 2, naming the file; --resume --on-bad-file skip goes
+// on past it and counts it.
+TEST(TrainCommand, FileThatFailsDuringTrainingStopsWithACheckpointOrIsSkipped) {
+  const std::string dir = test::temp_dir();
+  synth(dir);
+  const std::vector<std::string> files = list_images(dir + "/data/train");
+  // The third sample of epoch 1 (seed 0): two steps are trained before it.
+  const std::string victim = files.at(epoch_order(files.size(), 0, 1, true).at(2));
+  const auto size = fs::file_size(victim);
+  fs::resize_file(victim, size * 6 / 10);
+  ASSERT_NO_THROW(read_image_info(victim));
+  auto failed = test::run_command(tiny_train(dir, "late") + " --max-steps 6");
+  EXPECT_EQ(failed.exit_code, 2) << failed.output;
+  EXPECT_NE(failed.output.find("error: " + victim + ": "), std::string::npos) << failed.output;
+  EXPECT_NE(failed.output.find("at step 2; checkpoint saved"), std::string::npos) << failed.output;
+  ASSERT_TRUE(fs::exists(dir + "/runs/late/checkpoints/latest_state.pt"));
+
+  auto again = test::run_command(tiny_train(dir, "late") + " --max-steps 6 --resume");
+  EXPECT_EQ(again.exit_code, 2) << again.output;  // still fail: the same batch again
+  auto resumed =
+      test::run_command(tiny_train(dir, "late") + " --max-steps 6 --resume --on-bad-file skip");
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  const auto bad = metrics_rows(dir + "/runs/late", "bad_file");
+  ASSERT_GE(bad.size(), 1u);
+  EXPECT_EQ(bad[0]["step"], 2);
+  EXPECT_EQ(bad[0]["error"].get<std::string>().rfind(victim + ": ", 0), 0u) << bad[0];
+  const auto train_rows = metrics_rows(dir + "/runs/late", "train");
+  EXPECT_EQ(train_rows.back()["step"], 6);
 }
 
 TEST(TrainCommand, TrainsOnSyntheticDataAndRejectsBadFlags) {

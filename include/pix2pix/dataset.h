@@ -86,6 +86,17 @@ class Dataset {
   /// odd-width aligned images, and A/B pairs of different sizes.
   Sample load(size_t index) const;
 
+  /// What load(index) would fail on that the files' headers show, without decoding pixels: an
+  /// unreadable or corrupt header, more than options().read.max_pixels pixels, an odd-width
+  /// aligned image, A and B of different sizes. Returns the size of one side (input and target
+  /// have one size) as {width, height}; throws pix2pix::Error naming the file. Fast (reads a few
+  /// bytes per file): for scanning a whole split before training. Thread-safe.
+  std::pair<int, int> probe(size_t index) const;
+
+  /// A copy of this dataset without the entries at `indices` (positions in entries(); out of
+  /// range or repeated positions are ignored). The order of the others is kept.
+  Dataset without(const std::vector<size_t>& indices) const;
+
  private:
   DatasetOptions options_;
   DatasetLayout layout_;

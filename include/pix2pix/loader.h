@@ -54,6 +54,18 @@ uint64_t sample_seed(uint64_t seed, int64_t epoch, int64_t position);
 /// shuffle, else 0..size-1.
 std::vector<size_t> epoch_order(size_t size, uint64_t seed, int64_t epoch, bool shuffle);
 
+/// A dataset entry that cannot be loaded, and why.
+struct BadEntry {
+  size_t index = 0;     ///< position in the Dataset
+  std::string message;  ///< "<path>: <reason>", as the Loader's error would say it
+};
+
+/// The up-front scan before training: every entry whose file headers show that loading it would
+/// fail (Dataset::probe: unreadable or corrupt header, too many pixels, odd-width aligned image,
+/// A/B size mismatch) or that is smaller than the crop after resizing (check_fits). Headers only,
+/// no pixels decoded, so files corrupt further in are found only when loaded. In dataset order.
+std::vector<BadEntry> scan_entries(const Dataset& dataset, const TransformOptions& transform);
+
 /// Threaded, deterministic batch loader over a Dataset.
 ///
 ///     Loader loader(dataset, transform_options, loader_options);

@@ -87,6 +87,21 @@ class Pix2PixStep {
   at::Generator penalty_generator_;
 };
 
+/// What training does with a data file it cannot use (train --on-bad-file).
+enum class BadFilePolicy {
+  /// Stop: before training, when the up-front scan (scan_entries) finds bad files, naming them;
+  /// during training, at the batch that fails, after saving a checkpoint (a --resume with
+  /// kSkip goes on past it).
+  kFail,
+  /// Leave the file out: logged, a "bad_file" row in metrics.jsonl, counted in TrainResult and
+  /// in the "bad_files" column of the train rows. A batch that fails is skipped whole.
+  kSkip,
+};
+/// "fail" | "skip".
+std::string to_string(BadFilePolicy policy);
+/// The inverse of to_string(BadFilePolicy); throws pix2pix::Error("--on-bad-file: ...").
+BadFilePolicy parse_bad_file_policy(const std::string& name);
+
 /// Everything a training run needs. Defaults are the paper's (unet_256, basic D, batch norm,
 /// vanilla GAN + 100 * L1, Adam 2e-4 / 0.5, 100 + 100 epochs with linear decay, batch 1).
 struct TrainOptions {
@@ -141,6 +156,9 @@ struct TrainOptions {
   bool tensorboard = true;
   /// Rewrite RUN/report.html after every epoch and when the run stops (report.h).
   bool report = true;
+  /// Bad data files (train and val splits): stop (default) or leave them out. May change on
+  /// --resume.
+  BadFilePolicy on_bad_file = BadFilePolicy::kFail;
 };
 
 /// Writes `options` as JSON: {"options": {...}, "non_defaults": [keys differing from defaults]}.
@@ -156,6 +174,9 @@ struct TrainResult {
   int interrupted = 0;          ///< the signal number that stopped the run early (0: none)
   double first_val_l1 = -1;  ///< validation L1 before the first step (validate_first; -1: none)
   bool stopped_by_time = false;  ///< max_seconds ended the run
+  /// Files or batches left out by BadFilePolicy::kSkip (in the scan and while training) in this
+  /// invocation.
+  int64_t bad_files = 0;
 };
 
 /// Trains as `options` says, writing the run directory (options.json, model.txt, metrics.jsonl,

@@ -93,6 +93,10 @@ struct ImageSize {
 ImageSize resized_size(const TransformOptions& options, int width, int height);
 /// The size apply_transform returns for a width x height image.
 ImageSize transformed_size(const TransformOptions& options, int width, int height);
+/// Throws pix2pix::Error("<name>: the image is WxH ..., smaller than the crop ...") when a width x
+/// height image, once resized, cannot hold the crop (modes that crop); apply_transform throws the
+/// same error.
+void check_fits(const TransformOptions& options, int width, int height, const std::string& name);
 
 /// The random choices for one (input, target) pair.
 struct TransformParams {

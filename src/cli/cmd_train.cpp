@@ -22,6 +22,7 @@ struct TrainFlags {
   InitFlags init;
   ComputeFlags compute;
   std::string direction = "AtoB", gan_mode = "vanilla", lr_policy = "linear";
+  std::string on_bad_file = "fail";
   std::string preprocess = "resize_and_crop", crop_size = "256", resize_filter = "bicubic";
   bool no_flip = false, no_validate = false;
 };
@@ -49,6 +50,7 @@ int run_train(TrainFlags& flags) {
   options.direction = parse_direction(flags.direction);
   options.objective.gan_mode = parse_gan_mode(flags.gan_mode);
   options.schedule.policy = parse_lr_policy(flags.lr_policy);
+  options.on_bad_file = parse_bad_file_policy(flags.on_bad_file);
   options.transform.preprocess = parse_preprocess(flags.preprocess);
   const CropSize crop = parse_crop_size(flags.crop_size);
   options.transform.crop_height = crop.height;
@@ -179,6 +181,12 @@ Command add_train_command(CLI::App& parent) {
       ->check(CLI::ExistingFile);
   app->add_option("--init-D", o.init_d, "start D from this PyTorch state_dict (.pth)")
       ->check(CLI::ExistingFile);
+  app->add_option("--on-bad-file", flags->on_bad_file,
+                  "a data file that cannot be used: fail (stop and name it; found before training "
+                  "by a header scan, or later with a checkpoint saved) or skip (leave it out, "
+                  "logged and counted in metrics.jsonl)")
+      ->check(CLI::IsMember({"fail", "skip"}))
+      ->capture_default_str();
   app->add_option("--max-nonfinite", o.max_nonfinite,
                   "stop after N steps in a row with a non-finite loss or gradient (0: never)")
       ->check(CLI::NonNegativeNumber)

@@ -32,10 +32,12 @@ int main(int argc, char** argv) {
   signal(SIGXFSZ, SIG_IGN);
 
   CLI::App app{
-      "pix2pix: paired image-to-image translation with conditional GANs (Isola et al. 2017)"};
+      "pix2pix: paired image-to-image translation with conditional GANs (Isola et al. 2017)", "pix2pix"};
   app.set_version_flag("--version",
                        fmt::format("pix2pix {} (libtorch {}.{}.{})", PIX2PIX_VERSION,
                                    TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH));
+  // Every command's help in one text: the README's CLI reference (scripts/cli_reference.sh).
+  app.set_help_all_flag("--help-all", "print the help of every command and exit");
   app.require_subcommand(1);
   app.fallthrough();
   int threads = 0;
