@@ -1,0 +1,102 @@
+// Where a training step's time goes: runs the pix2pix step (unet_256 + basic D, 256x256, batch 1)
+// on random inputs and prints a table of ATen operators by self time (time inside the operator
+// minus the operators it called), measured with a RecordFunction observer on the calling thread.
+// Usage: profile_step [fp32|bf16] [steps=5] [size=256]. A benchmark, never a test.
+#include <ATen/ATen.h>
+#include <ATen/record_function.h>
+#include <fmt/core.h>
+#include <malloc.h>
+
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "pix2pix/compute.h"
+#include "pix2pix/discriminator.h"
+#include "pix2pix/generator.h"
+#include "pix2pix/init.h"
+#include "pix2pix/trainer.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+struct Frame {
+  Clock::time_point start;
+  double children = 0;
+};
+struct Totals {
+  double self = 0;
+  int64_t calls = 0;
+};
+
+bool recording = false;
+thread_local std::vector<Frame> stack;
+std::map<std::string, Totals> totals;
+
+std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction&) {
+  if (recording) stack.push_back({Clock::now(), 0});
+  return nullptr;
+}
+
+void on_exit(const at::RecordFunction& fn, at::ObserverContext*) {
+  if (!recording || stack.empty()) return;
+  const Frame frame = stack.back();
+  stack.pop_back();
+  const double total = std::chrono::duration<double>(Clock::now() - frame.start).count();
+  auto& t = totals[fn.name()];
+  t.self += total - frame.children;
+  ++t.calls;
+  if (!stack.empty()) stack.back().children += total;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  const std::string precision = argc > 1 ? argv[1] : "bf16";
+  const int steps = argc > 2 ? std::stoi(argv[2]) : 5;
+  const int64_t size = argc > 3 ? std::stoll(argv[3]) : 256;
+  using namespace pix2pix;
+  at::manual_seed(0);
+  GeneratorOptions g_options;
+  auto generator = make_generator(g_options);
+  init_weights(*generator);
+  DiscriminatorOptions d_options;
+  d_options.input_nc = g_options.input_nc + g_options.output_nc;
+  auto discriminator = make_discriminator(d_options);
+  init_weights(*discriminator);
+  ComputeOptions compute;
+  compute.precision = parse_precision(precision);
+  set_compute(*generator, compute);
+  set_compute(*discriminator, compute);
+  Pix2PixStep model(generator, discriminator, {}, {}, {});
+  const at::Tensor x = at::rand({1, 3, size, size}) * 2 - 1;
+  const at::Tensor y = at::rand({1, 3, size, size}) * 2 - 1;
+  for (int i = 0; i < 2; ++i) model.step(x, y);
+  const at::CallbackHandle handle = at::addGlobalCallback(
+      at::RecordFunctionCallback(&on_enter, &on_exit)
+          .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
+  recording = true;
+  const auto start = Clock::now();
+  for (int i = 0; i < steps; ++i) model.step(x, y);
+  const double wall = std::chrono::duration<double>(Clock::now() - start).count() / steps;
+  recording = false;
+  at::removeCallback(handle);
+  std::vector<std::pair<std::string, Totals>> rows(totals.begin(), totals.end());
+  std::sort(rows.begin(), rows.end(),
+            [](const auto& a, const auto& b) { return a.second.self > b.second.self; });
+  double sum = 0;
+  for (const auto& row : rows) sum += row.second.self;
+  fmt::print("{} step: {:.3f} s wall per step (observer on), operators' self time {:.3f} s\n",
+             precision, wall, sum / steps);
+  fmt::print("{:<48} {:>10} {:>8} {:>7}\n", "operator", "ms/step", "calls", "share");
+  for (size_t i = 0; i < std::min<size_t>(rows.size(), 40); ++i)
+    fmt::print("{:<48} {:>10.2f} {:>8} {:>6.1f}%\n", rows[i].first,
+               1e3 * rows[i].second.self / steps, rows[i].second.calls / steps,
+               100.0 * rows[i].second.self / sum);
+  return 0;
+}
