@@ -9,6 +9,7 @@ cd "$(dirname "$0")/.."
 data=${1:-../shared/data/facades}
 epochs=${2:-2}
 out=${3:-$(mktemp -d /tmp/pix2pix_bf16_quality.XXXXXX)}
+mkdir -p "$out"
 for precision in fp32 bf16; do
   build/pix2pix train --data "$data" --direction BtoA --runs-dir "$out" --name "$precision" \
     --precision "$precision" --n-epochs "$epochs" --n-epochs-decay 0 --seed 0 \
