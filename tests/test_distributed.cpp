@@ -17,6 +17,7 @@
 
 #include "pix2pix/dataset.h"
 #include "pix2pix/distributed.h"
+#include "pix2pix/error.h"
 #include "pix2pix/loader.h"
 #include "pix2pix/pytorch_import.h"
 #include "pix2pix/sync_batch_norm.h"

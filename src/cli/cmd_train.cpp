@@ -65,8 +65,12 @@ int run_train(TrainFlags& flags) {
   DistributedOptions distributed = distributed_from_environment();
   distributed.backend = flags.dist_backend;
   distributed.timeout_seconds = flags.dist_timeout;
-  if (distributed.backend == "nccl" || distributed.world_size > 1)
+  if (distributed.backend == "nccl" || distributed.world_size > 1) {
+    // A rank that dies closes its sockets; writing to them must fail the collective with an
+    // error (EPIPE), not kill this process with SIGPIPE.
+    signal(SIGPIPE, SIG_IGN);
     options.communicator = Communicator::connect(distributed);
+  }
   const bool rank_zero = distributed.rank == 0;
   if (distributed.world_size > 1 && rank_zero)
     fmt::print("data parallel: {} ranks ({}), batch {} per rank\n", distributed.world_size,
