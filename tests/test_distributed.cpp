@@ -60,16 +60,20 @@ int free_port() {
   return ntohs(address.sin_port);
 }
 
-double max_difference(const StateDict& a, const StateDict& b) {
+// The largest difference between two state_dicts' values, over the keys `include` accepts.
+double max_difference(const StateDict& a, const StateDict& b,
+                      const std::function<bool(const std::string&)>& include = nullptr) {
   EXPECT_EQ(a.size(), b.size());
   double difference = 0;
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
     EXPECT_EQ(a[i].first, b[i].first);
+    if (include && !include(a[i].first)) continue;
     if (!a[i].second.is_floating_point()) {
       EXPECT_TRUE(a[i].second.equal(b[i].second)) << a[i].first;
       continue;
     }
-    difference = std::max(difference, (a[i].second - b[i].second).abs().max().item<double>());
+    const double here = (a[i].second - b[i].second).abs().max().item<double>();
+    difference = std::max(difference, here);
   }
   return difference;
 }
@@ -267,7 +271,12 @@ std::string environment(int rank, int world_size, int port) {
 TEST(DistributedTrain, TwoRanksGiveTheWeightsOfOneProcessWithTheCombinedBatch) {
   const std::string dir = test::temp_dir();
   const std::string data = make_data(dir, 8);
-  const std::string common = "--data " + data + " --runs-dir " + dir + "/runs" + kTinyTrain;
+  // No normalisation: with instance norm, the biases of the convolutions before each norm have a
+  // gradient that is zero but for float rounding (the norm subtracts any shift), and Adam's
+  // normalised step turns that noise into moves of up to lr per step, which differ with the
+  // batching (measured: up to 1.4e-3 after 5 steps, every other weight within 1.2e-5).
+  const std::string common =
+      "--data " + data + " --runs-dir " + dir + "/runs" + kTinyTrain + " --norm none";
   const auto two = test::run_cli("launch --nproc 2 --master-port " + std::to_string(free_port()) +
                                  " -- train --name two --batch-size 1 --max-steps 5 " + common);
   ASSERT_EQ(two.exit_code, 0) << two.output;
