@@ -6,14 +6,14 @@
 
 #include <ATen/ATen.h>
 #include <c10/util/Exception.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <functional>
+#include <map>
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
-
-#include <chrono>
-#include <functional>
-#include <cstdlib>
-#include <map>
 
 #include "pix2pix/error.h"
 
@@ -58,8 +58,8 @@ bool is_loopback(const std::string& address) {
 DistributedOptions distributed_from_environment() {
   DistributedOptions options;
   const bool slurm = std::getenv("WORLD_SIZE") == nullptr && std::getenv("SLURM_NTASKS");
-  options.world_size = slurm ? env_int("SLURM_NTASKS", 1, 1, 1 << 20)
-                             : env_int("WORLD_SIZE", 1, 1, 1 << 20);
+  options.world_size =
+      slurm ? env_int("SLURM_NTASKS", 1, 1, 1 << 20) : env_int("WORLD_SIZE", 1, 1, 1 << 20);
   options.rank = slurm ? env_int("SLURM_PROCID", 0, 0, options.world_size - 1)
                        : env_int("RANK", 0, 0, options.world_size - 1);
   options.local_rank = slurm ? env_int("SLURM_LOCALID", 0, 0, 1 << 20)
@@ -78,15 +78,14 @@ struct Communicator::State {
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
 
   // Runs a collective and waits for it; a failure (a dead or silent peer) becomes one clear line.
-  void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>&
-                                 start) {
+  void run(const char* what, const std::function<c10::intrusive_ptr<c10d::Work>()>& start) {
     try {
       start()->wait();
     } catch (const std::exception& error) {
       throw Error("distributed",
                   "rank " + std::to_string(rank) + ": " + what + " failed (another rank died " +
-                      "or did not answer within " + std::to_string(static_cast<int>(
-                                                          timeout_seconds)) +
+                      "or did not answer within " +
+                      std::to_string(static_cast<int>(timeout_seconds)) +
                       " s): " + first_line(error),
                   ErrorKind::kRuntime);
     }
@@ -111,16 +110,15 @@ struct Communicator::State {
         size_t end = begin;
         int64_t bytes = 0;
         while (end < list.size() &&
-               (end == begin || bytes + list[end].numel() * list[end].element_size() <=
-                                    bucket_bytes)) {
+               (end == begin ||
+                bytes + list[end].numel() * list[end].element_size() <= bucket_bytes)) {
           bytes += list[end].numel() * list[end].element_size();
           ++end;
         }
         std::vector<at::Tensor> flat_parts;
         for (size_t i = begin; i < end; ++i) flat_parts.push_back(list[i].reshape({-1}));
-        at::Tensor flat = end - begin == 1 && list[begin].is_contiguous()
-                              ? list[begin].view({-1})
-                              : at::cat(flat_parts);
+        at::Tensor flat = end - begin == 1 && list[begin].is_contiguous() ? list[begin].view({-1})
+                                                                          : at::cat(flat_parts);
         collective(flat);
         if (!(end - begin == 1 && list[begin].is_contiguous())) {
           int64_t offset = 0;
@@ -176,7 +174,7 @@ std::shared_ptr<Communicator> Communicator::connect(const DistributedOptions& op
     auto gloo_options = c10d::ProcessGroupGloo::Options::create(store_options.timeout);
     gloo_options->devices.push_back(make_device(options.master_addr));
     state->group = c10::make_intrusive<c10d::ProcessGroupGloo>(state->store, options.rank,
-                                                                options.world_size, gloo_options);
+                                                               options.world_size, gloo_options);
   } catch (const std::exception& error) {
     throw Error("distributed",
                 "rank " + std::to_string(options.rank) + ": rendezvous at " + options.master_addr +
@@ -195,8 +193,7 @@ std::shared_ptr<Communicator> Communicator::connect_file(const std::string& path
   state->timeout_seconds = timeout_seconds;
   try {
     state->store = c10::make_intrusive<c10d::FileStore>(path, world_size);
-    auto gloo_options =
-        c10d::ProcessGroupGloo::Options::create(to_milliseconds(timeout_seconds));
+    auto gloo_options = c10d::ProcessGroupGloo::Options::create(to_milliseconds(timeout_seconds));
     gloo_options->devices.push_back(c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1"));
     state->group =
         c10::make_intrusive<c10d::ProcessGroupGloo>(state->store, rank, world_size, gloo_options);

@@ -81,10 +81,10 @@ struct Loader::State {
   bool stop = false;
   int64_t epoch = -1;
   std::vector<size_t> order;
-  int64_t batches = 0;       // in the current epoch
+  int64_t batches = 0;         // in the current epoch
   int64_t first_position = 0;  // where the current epoch's batches start in `order`
-  int64_t next_claim = 0;    // the next batch a worker builds
-  int64_t next_deliver = 0;  // the next batch next() returns
+  int64_t next_claim = 0;      // the next batch a worker builds
+  int64_t next_deliver = 0;    // the next batch next() returns
   std::map<int64_t, Built> built;
 
   // Read without the lock by workers to abandon stale work early.

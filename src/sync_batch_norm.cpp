@@ -73,8 +73,8 @@ struct SyncBatchNormFunction : torch::autograd::Function<SyncBatchNormFunction> 
     const at::Tensor grad_input =
         (grad - per_channel(mean_grad) - xhat * per_channel(mean_grad_xhat)) *
         per_channel(weight * invstd);
-    return {grad_input, grad_weight, grad_bias, at::Tensor(), at::Tensor(),
-            at::Tensor(), at::Tensor(), at::Tensor()};
+    return {grad_input,   grad_weight,  grad_bias,    at::Tensor(),
+            at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
   }
 };
 
@@ -104,8 +104,8 @@ void SyncBatchNorm2dImpl::set_communicator(std::shared_ptr<Communicator> communi
 }
 
 at::Tensor SyncBatchNorm2dImpl::forward(const at::Tensor& input) {
-  TORCH_CHECK(input.dim() == 4, "SyncBatchNorm2d: expected N x C x H x W input, got ",
-              input.dim(), " dimensions");
+  TORCH_CHECK(input.dim() == 4, "SyncBatchNorm2d: expected N x C x H x W input, got ", input.dim(),
+              " dimensions");
   if (is_training()) {
     at::NoGradGuard no_grad;
     num_batches_tracked.add_(1);
@@ -113,8 +113,8 @@ at::Tensor SyncBatchNorm2dImpl::forward(const at::Tensor& input) {
   if (!is_training() || !communicator_ || communicator_->world_size() == 1)
     return at::batch_norm(input, weight, bias, running_mean, running_var, is_training(), momentum,
                           eps, /*cudnn_enabled=*/false);
-  return SyncBatchNormFunction::apply(input, weight, bias, running_mean, running_var, momentum,
-                                      eps, reinterpret_cast<int64_t>(communicator_.get()));
+  return SyncBatchNormFunction::apply(input, weight, bias, running_mean, running_var, momentum, eps,
+                                      reinterpret_cast<int64_t>(communicator_.get()));
 }
 
 int set_communicator(torch::nn::Module& network,

@@ -292,8 +292,7 @@ TEST(DistributedTrain, TwoRanksGiveTheWeightsOfOneProcessWithTheCombinedBatch) {
     const double difference = max_difference(two_ranks, read_state_dict(dir + "/runs/one" + file));
     EXPECT_LE(difference, 1e-5) << net;
     // The comparison can tell: one rank's batch alone trains to other weights.
-    EXPECT_GT(max_difference(two_ranks, read_state_dict(dir + "/runs/alone" + file)), 1e-4)
-        << net;
+    EXPECT_GT(max_difference(two_ranks, read_state_dict(dir + "/runs/alone" + file)), 1e-4) << net;
     std::cout << net << ": 2 ranks x batch 1 vs 1 process x batch 2: max |difference| "
               << difference << "\n";
   }
@@ -364,11 +363,12 @@ TEST(DistributedTrain, AKilledRankFailsTheOtherWithinTheTimeout) {
       environment(0, 2, port) + cli + args + " > " + dir + "/rank0.log 2>&1 & p0=$!; " +
       "for i in $(seq 600); do grep -q '\"train\"' " + metrics +
       " 2>/dev/null && break; sleep 0.1; done; kill -9 $p1; start=$(date +%s.%N); wait $p0; "
-      "s0=$?; end=$(date +%s.%N); cat " + dir + "/rank0.log; echo \"status $s0 seconds $(awk "
+      "s0=$?; end=$(date +%s.%N); cat " +
+      dir +
+      "/rank0.log; echo \"status $s0 seconds $(awk "
       "\"BEGIN {print $end - $start}\")\"");
   EXPECT_NE(result.output.find("status 1 seconds"), std::string::npos) << result.output;
-  EXPECT_NE(result.output.find("error: distributed: rank 0: "), std::string::npos)
-      << result.output;
+  EXPECT_NE(result.output.find("error: distributed: rank 0: "), std::string::npos) << result.output;
   const size_t at = result.output.find("seconds ");
   ASSERT_NE(at, std::string::npos);
   const double seconds = std::stod("0" + result.output.substr(at + 8));
@@ -383,14 +383,14 @@ TEST(DistributedTrain, LaunchNamesTheRankThatFailedAndStopsTheOthers) {
   const std::string metrics = dir + "/runs/run/metrics.jsonl";
   // Kill rank 1 (the launcher's second child) once training runs.
   const auto result = test::run_command(
-      cli + " launch --nproc 2 --master-port " + std::to_string(free_port()) +
-      " -- train --data " + data + " --runs-dir " + dir +
+      cli + " launch --nproc 2 --master-port " + std::to_string(free_port()) + " -- train --data " +
+      data + " --runs-dir " + dir +
       "/runs --name run --batch-size 1 --max-steps 100000 --dist-timeout 10 --no-report" +
       kTinyTrain + " > " + dir + "/launch.log 2>&1 & p=$!; " +
       "for i in $(seq 600); do grep -q '\"train\"' " + metrics +
       " 2>/dev/null && break; sleep 0.1; done; "
-      "kill -9 $(cut -d' ' -f2 /proc/$p/task/$p/children); wait $p; s=$?; cat " + dir +
-      "/launch.log; echo \"status $s\"");
+      "kill -9 $(cut -d' ' -f2 /proc/$p/task/$p/children); wait $p; s=$?; cat " +
+      dir + "/launch.log; echo \"status $s\"");
   EXPECT_NE(result.output.find("error: launch: rank 1 of 2 was killed by signal 9"),
             std::string::npos)
       << result.output;
@@ -400,8 +400,8 @@ TEST(DistributedTrain, LaunchNamesTheRankThatFailedAndStopsTheOthers) {
 TEST(DistributedTrain, ResumesWithAnotherNumberOfRanks) {
   const std::string dir = test::temp_dir();
   const std::string data = make_data(dir, 12);
-  const std::string common = " --data " + data + " --runs-dir " + dir +
-                             "/runs --name run --batch-size 1" + kTinyTrain;
+  const std::string common =
+      " --data " + data + " --runs-dir " + dir + "/runs --name run --batch-size 1" + kTinyTrain;
   const auto two = test::run_cli("launch --nproc 2 --master-port " + std::to_string(free_port()) +
                                  " -- train --max-steps 4" + common);
   ASSERT_EQ(two.exit_code, 0) << two.output;
@@ -418,8 +418,7 @@ TEST(DistributedTrain, ResumesWithAnotherNumberOfRanks) {
   EXPECT_EQ(state_value("global_step"), 6);
   EXPECT_EQ(state_value("epoch_samples"), 10);  // on from the 9th sample, one at a time
   // And back to 2 ranks: the epoch's last 2 samples, then the next epoch.
-  const auto again = test::run_cli("launch --nproc 2 --master-port " +
-                                   std::to_string(free_port()) +
+  const auto again = test::run_cli("launch --nproc 2 --master-port " + std::to_string(free_port()) +
                                    " -- train --resume --max-steps 8" + common);
   ASSERT_EQ(again.exit_code, 0) << again.output;
   EXPECT_EQ(state_value("global_step"), 8);

@@ -84,9 +84,10 @@ int run_launch(const LaunchFlags& flags) {
     const pid_t pid = fork();
     if (pid < 0) {
       forward_signal(SIGKILL);
-      throw Error("launch", std::string("cannot start rank ") + std::to_string(rank) + ": " +
-                                std::strerror(errno),
-                  ErrorKind::kRuntime);
+      throw Error(
+          "launch",
+          std::string("cannot start rank ") + std::to_string(rank) + ": " + std::strerror(errno),
+          ErrorKind::kRuntime);
     }
     if (pid == 0) {
       // Its own process group: a terminal's Ctrl-C reaches the launcher alone, which forwards
@@ -148,9 +149,10 @@ int run_launch(const LaunchFlags& flags) {
   }
   g_child_count.store(0);
   if (failed)
-    throw Error("launch", fmt::format("rank {} of {} {}", failed->first, flags.nproc,
-                                      describe(failed->second)),
-                ErrorKind::kRuntime);
+    throw Error(
+        "launch",
+        fmt::format("rank {} of {} {}", failed->first, flags.nproc, describe(failed->second)),
+        ErrorKind::kRuntime);
   if (g_signal.load() != 0) return 128 + g_signal.load();
   return 0;
 }
