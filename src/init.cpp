@@ -3,6 +3,7 @@
 #include <torch/nn.h>
 
 #include "pix2pix/error.h"
+#include "pix2pix/sync_batch_norm.h"
 
 namespace pix2pix {
 
@@ -69,6 +70,9 @@ void init_weights(torch::nn::Module& module, const InitOptions& options) {
     if (auto* bn = layer.as<torch::nn::BatchNorm2dImpl>()) {
       if (bn->weight.defined()) torch::nn::init::normal_(bn->weight, 1.0, options.gain);
       if (bn->bias.defined()) torch::nn::init::zeros_(bn->bias);
+    } else if (auto* sync_bn = layer.as<SyncBatchNorm2dImpl>()) {
+      torch::nn::init::normal_(sync_bn->weight, 1.0, options.gain);
+      torch::nn::init::zeros_(sync_bn->bias);
     }
   };
   // modules() is pre-order, the reference's apply() post-order; both visit the leaves (the only

@@ -81,9 +81,10 @@ struct Loader::State {
   bool stop = false;
   int64_t epoch = -1;
   std::vector<size_t> order;
-  int64_t batches = 0;       // in the current epoch
-  int64_t next_claim = 0;    // the next batch a worker builds
-  int64_t next_deliver = 0;  // the next batch next() returns
+  int64_t batches = 0;         // in the current epoch
+  int64_t first_position = 0;  // where the current epoch's batches start in `order`
+  int64_t next_claim = 0;      // the next batch a worker builds
+  int64_t next_deliver = 0;    // the next batch next() returns
   std::map<int64_t, Built> built;
 
   // Read without the lock by workers to abandon stale work early.
@@ -152,22 +153,32 @@ struct Loader::State {
     return batch;
   }
 
+  // Where batch `number` of the current epoch starts in `order`: this rank's slice of the
+  // global batch (call with `mutex` held).
+  int64_t batch_begin(int64_t number) const {
+    return first_position + (number * options.world_size + options.rank) * options.batch_size;
+  }
+
   // The indices of batch `number` of the current epoch (call with `mutex` held).
   std::vector<size_t> batch_indices(int64_t number) const {
-    const int64_t begin = number * options.batch_size;
+    const int64_t begin = batch_begin(number);
     const int64_t end =
         std::min<int64_t>(begin + options.batch_size, static_cast<int64_t>(order.size()));
     return std::vector<size_t>(order.begin() + begin, order.begin() + end);
   }
 
-  void start(int64_t epoch_number) {
+  void start(int64_t epoch_number, int64_t first) {
     std::lock_guard<std::mutex> lock(mutex);
     generation.fetch_add(1);
     epoch = epoch_number;
     order = epoch_order(dataset->size(), options.seed, epoch_number, options.shuffle);
-    const auto size = static_cast<int64_t>(order.size());
-    batches = options.drop_last ? size / options.batch_size
-                                : (size + options.batch_size - 1) / options.batch_size;
+    first_position = std::clamp<int64_t>(first, 0, static_cast<int64_t>(order.size()));
+    const int64_t size = static_cast<int64_t>(order.size()) - first_position;
+    if (options.world_size > 1)
+      batches = size / (options.batch_size * options.world_size);
+    else
+      batches = options.drop_last ? size / options.batch_size
+                                  : (size + options.batch_size - 1) / options.batch_size;
     next_claim = 0;
     next_deliver = 0;
     built.clear();
@@ -185,6 +196,7 @@ struct Loader::State {
       });
       if (stop) return;
       const int64_t number = next_claim++;
+      const int64_t begin = batch_begin(number);
       const uint64_t for_generation = generation.load();
       const int64_t epoch_number = epoch;
       const std::vector<size_t> indices = batch_indices(number);
@@ -192,7 +204,7 @@ struct Loader::State {
 
       Built result;
       try {
-        result.batch = build(epoch_number, number * options.batch_size, indices, for_generation);
+        result.batch = build(epoch_number, begin, indices, for_generation);
       } catch (...) {
         result.error = std::current_exception();
       }
@@ -216,6 +228,9 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, TransformOptions transfor
     throw Error("--workers", "must be 0 or more, got " + std::to_string(options.workers));
   if (options.prefetch < 1)
     throw Error("--prefetch", "must be at least 1, got " + std::to_string(options.prefetch));
+  if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size)
+    throw Error("Loader", "rank " + std::to_string(options.rank) + " is not in a world of " +
+                              std::to_string(options.world_size));
   validate(transform);
   state_->dataset = std::move(dataset);
   state_->transform = transform;
@@ -252,11 +267,13 @@ void Loader::stop_workers() {
   state_->threads.clear();
 }
 
-void Loader::start_epoch(int64_t epoch) { state_->start(epoch); }
+void Loader::start_epoch(int64_t epoch, int64_t first_position) {
+  state_->start(epoch, first_position);
+}
 
 std::optional<Batch> Loader::next() {
   State& state = *state_;
-  if (state.epoch < 0) state.start(0);
+  if (state.epoch < 0) state.start(0, 0);
   std::unique_lock<std::mutex> lock(state.mutex);
   if (state.next_deliver >= state.batches) return std::nullopt;
   const int64_t number = state.next_deliver;
@@ -264,10 +281,11 @@ std::optional<Batch> Loader::next() {
   if (state.options.workers == 0) {  // build it here; errors propagate directly
     ++state.next_deliver;
     const std::vector<size_t> indices = state.batch_indices(number);
+    const int64_t begin = state.batch_begin(number);
     const int64_t epoch = state.epoch;
     const uint64_t generation = state.generation.load();
     lock.unlock();
-    return state.build(epoch, number * state.options.batch_size, indices, generation);
+    return state.build(epoch, begin, indices, generation);
   }
 
   state.batch_ready.wait(lock, [&] { return state.built.count(number) > 0; });
@@ -283,6 +301,7 @@ std::optional<Batch> Loader::next() {
 int64_t Loader::batches_per_epoch() const {
   const auto size = static_cast<int64_t>(state_->dataset->size());
   const int64_t batch_size = state_->options.batch_size;
+  if (state_->options.world_size > 1) return size / (batch_size * state_->options.world_size);
   return state_->options.drop_last ? size / batch_size : (size + batch_size - 1) / batch_size;
 }
 

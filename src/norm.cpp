@@ -4,6 +4,7 @@
 
 #include "detail/layers.h"
 #include "pix2pix/error.h"
+#include "pix2pix/sync_batch_norm.h"
 
 namespace pix2pix {
 
@@ -11,7 +12,9 @@ Norm parse_norm(const std::string& name) {
   if (name == "batch") return Norm::kBatch;
   if (name == "instance") return Norm::kInstance;
   if (name == "none") return Norm::kNone;
-  throw Error("--norm", "unknown normalisation '" + name + "' (expected batch, instance or none)");
+  if (name == "syncbatch") return Norm::kSyncBatch;
+  throw Error("--norm", "unknown normalisation '" + name +
+                            "' (expected batch, instance, none or syncbatch)");
 }
 
 std::string to_string(Norm norm) {
@@ -22,6 +25,8 @@ std::string to_string(Norm norm) {
       return "instance";
     case Norm::kNone:
       return "none";
+    case Norm::kSyncBatch:
+      return "syncbatch";
   }
   return "?";
 }
@@ -36,6 +41,9 @@ torch::nn::AnyModule make_norm_layer(Norm norm, int64_t channels) {
       // The reference: affine=False, track_running_stats=False (no parameters, no buffers).
       return torch::nn::AnyModule(torch::nn::InstanceNorm2d(
           torch::nn::InstanceNorm2dOptions(channels).affine(false).track_running_stats(false)));
+    case Norm::kSyncBatch:
+      // A Communicator is attached by the trainer (set_communicator); until then, BatchNorm2d.
+      return torch::nn::AnyModule(SyncBatchNorm2d(channels));
     case Norm::kNone:
       break;
   }

@@ -19,6 +19,7 @@
 #include "pix2pix/image_io.h"
 #include "pix2pix/pytorch_import.h"
 #include "pix2pix/report.h"
+#include "pix2pix/sync_batch_norm.h"
 #include "pix2pix/tensorboard.h"
 
 namespace pix2pix {
@@ -27,6 +28,23 @@ namespace {
 
 void set_requires_grad(torch::nn::Module& module, bool requires_grad) {
   for (auto& p : module.parameters()) p.requires_grad_(requires_grad);
+}
+
+std::vector<at::Tensor> gradients(torch::nn::Module& module) {
+  std::vector<at::Tensor> grads;
+  for (auto& p : module.parameters())
+    if (p.grad().defined()) grads.push_back(p.mutable_grad());
+  return grads;
+}
+
+// Averages a step's host statistics over the ranks; `values` gains nothing, loses nothing.
+void average(Communicator* communicator, std::vector<double*> values) {
+  if (!communicator || communicator->world_size() == 1) return;
+  at::Tensor packed = at::empty({static_cast<int64_t>(values.size())}, at::kDouble);
+  for (size_t i = 0; i < values.size(); ++i) packed[static_cast<int64_t>(i)] = *values[i];
+  communicator->all_reduce_mean({packed});
+  for (size_t i = 0; i < values.size(); ++i)
+    *values[i] = packed[static_cast<int64_t>(i)].item<double>();
 }
 
 }  // namespace
@@ -43,6 +61,12 @@ Pix2PixStep::Pix2PixStep(std::shared_ptr<Generator> generator,
     if (!discriminator_) throw Error("Pix2PixStep", "a discriminator is needed unless no_gan");
     optimizer_d_ = std::make_unique<Adam>(discriminator_->parameters(), adam_d);
   }
+}
+
+void Pix2PixStep::set_communicator(std::shared_ptr<Communicator> communicator) {
+  communicator_ = std::move(communicator);
+  pix2pix::set_communicator(*generator_, communicator_);
+  if (discriminator_) pix2pix::set_communicator(*discriminator_, communicator_);
 }
 
 void Pix2PixStep::set_learning_rates(double lr_g, double lr_d) {
@@ -114,6 +138,13 @@ StepStats Pix2PixStep::step(const std::vector<std::pair<at::Tensor, at::Tensor>>
       stats.d_accuracy_fake += discriminator_accuracy(pred_fake, false, objective_.gan_mode) / n;
       stats.d_accuracy_real += discriminator_accuracy(pred_real, true, objective_.gan_mode) / n;
     }
+    // Data parallel: mean gradients and losses. A non-finite value on any rank becomes a
+    // non-finite mean on every rank, so all ranks skip (or take) the update together.
+    if (communicator_) {
+      communicator_->all_reduce_mean(gradients(*discriminator_));
+      average(communicator_.get(), {&stats.d_fake, &stats.d_real, &stats.gradient_penalty,
+                                    &stats.d_accuracy_fake, &stats.d_accuracy_real});
+    }
     if (std::isfinite(stats.d_fake + stats.d_real + stats.gradient_penalty) &&
         optimizer_d_->gradients_finite()) {
       optimizer_d_->step();
@@ -149,6 +180,10 @@ StepStats Pix2PixStep::step(const std::vector<std::pair<at::Tensor, at::Tensor>>
     if (discriminator_) set_requires_grad(*discriminator_, true);
     throw;
   }
+  if (communicator_) {
+    communicator_->all_reduce_mean(gradients(*generator_));
+    average(communicator_.get(), {&stats.g_gan, &stats.g_l1});
+  }
   if (std::isfinite(stats.g_gan + stats.g_l1) && optimizer_g_.gradients_finite()) {
     optimizer_g_.step();
   } else {
@@ -163,6 +198,14 @@ StepStats Pix2PixStep::step(const std::vector<std::pair<at::Tensor, at::Tensor>>
       if (buffer.is_floating_point() && !at::isfinite(buffer).all().item<bool>()) return false;
     return true;
   };
+  // Rank 0's buffers everywhere (plain batch norm's running statistics differ per rank), before
+  // the finiteness check so that it decides the same on every rank.
+  if (communicator_ && communicator_->world_size() > 1) {
+    std::vector<at::Tensor> buffers;
+    for (const auto& [buffer, copy] : g_buffers) buffers.push_back(buffer);
+    for (const auto& [buffer, copy] : d_buffers) buffers.push_back(buffer);
+    communicator_->broadcast(buffers);
+  }
   if (stats.skipped_d || stats.skipped_g || !finite(g_buffers) || !finite(d_buffers)) {
     restore_buffers(g_buffers);
     restore_buffers(d_buffers);
@@ -255,8 +298,11 @@ at::Tensor scalar(int64_t value) { return at::scalar_tensor(value, at::kLong); }
 struct Checkpointer {
   std::string dir;
   std::string options_text;  ///< the run's resolved options (options_to_json), kept in the state
+  int64_t batch_size = 1;    ///< per rank (the state's epoch_step, for older readers)
+  bool writer = true;        ///< false on ranks other than 0: they write nothing
 
   void save(const std::string& prefix, Pix2PixStep& model) const {
+    if (!writer) return;
     // Never a non-finite weight in a checkpoint (the guard skips such updates; this is the proof).
     auto check = [&](torch::nn::Module& module, const char* net) {
       for (const auto& [key, value] : module_state_dict(module))
@@ -272,8 +318,11 @@ struct Checkpointer {
                        module_state_dict(*model.discriminator()));
   }
 
-  void save_state(Pix2PixStep& model, const LrSchedule& schedule, int64_t epoch, int64_t epoch_step,
-                  int64_t global_step, double best_val_l1) const {
+  // `epoch_samples`: samples of the epoch's order consumed by all ranks together, where a resume
+  // continues with any number of ranks.
+  void save_state(Pix2PixStep& model, const LrSchedule& schedule, int64_t epoch,
+                  int64_t epoch_samples, int64_t global_step, double best_val_l1) const {
+    if (!writer) return;
     save("latest", model);
     // The state holds the weights too, so that one atomic file is a consistent checkpoint: a
     // crash between the files above and this one cannot pair new weights with old moments.
@@ -289,7 +338,8 @@ struct Checkpointer {
       for (auto& [key, value] : model.optimizer_d()->state())
         state.emplace_back("optimizer_D." + key, value);
     state.emplace_back("epoch", scalar(epoch));
-    state.emplace_back("epoch_step", scalar(epoch_step));
+    state.emplace_back("epoch_step", scalar(epoch_samples / batch_size));
+    state.emplace_back("epoch_samples", scalar(epoch_samples));
     state.emplace_back("global_step", scalar(global_step));
     state.emplace_back("best_val_l1", at::scalar_tensor(best_val_l1, at::kDouble));
     state.emplace_back("torch_rng",
@@ -411,8 +461,15 @@ BadFilePolicy parse_bad_file_policy(const std::string& name) {
 }
 
 TrainResult train(const TrainOptions& options, const std::function<void(const std::string&)>& log) {
+  // Data parallelism: rank 0 alone logs and writes the run directory (`writer`).
+  Communicator* const communicator =
+      options.communicator && options.communicator->world_size() > 1 ? options.communicator.get()
+                                                                      : nullptr;
+  const int rank = communicator ? communicator->rank() : 0;
+  const int world_size = communicator ? communicator->world_size() : 1;
+  const bool writer = rank == 0;
   auto say = [&](const std::string& line) {
-    if (log) log(line);
+    if (log && writer) log(line);
   };
   if (options.data.empty()) throw Error("--data", "a dataset folder is required");
   if (options.name.empty() || options.name.find('/') != std::string::npos)
@@ -504,10 +561,15 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                     options.seed + 0x9e3779b97f4a7c15ULL);
   LrSchedule schedule(options.schedule);
 
-  fs::create_directories(checkpoint_dir);
-  fs::create_directories(run_dir + "/samples");
-  const Checkpointer checkpointer{checkpoint_dir, options_to_json(options)};
-  int64_t start_epoch = options.schedule.epoch_count, skip_steps = 0, global_step = 0;
+  if (writer) {
+    fs::create_directories(checkpoint_dir);
+    fs::create_directories(run_dir + "/samples");
+  }
+  const Checkpointer checkpointer{checkpoint_dir, options_to_json(options),
+                                  options.loader.batch_size, writer};
+  int64_t start_epoch = options.schedule.epoch_count, global_step = 0;
+  int64_t skip_samples = -1;  // where a resume continues in its epoch (samples of all ranks)
+  int64_t skip_steps = 0;     // the same in batches of a single process (older states)
   double best_val_l1 = std::numeric_limits<double>::infinity();
   if (options.resume) {
     StateDict opt_g, opt_d, net_g, net_d;
@@ -526,6 +588,8 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
         start_epoch = value.item<int64_t>();
       else if (key == "epoch_step")
         skip_steps = value.item<int64_t>();
+      else if (key == "epoch_samples")
+        skip_samples = value.item<int64_t>();
       else if (key == "global_step")
         global_step = value.item<int64_t>();
       else if (key == "best_val_l1")
@@ -559,6 +623,7 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     at::Generator default_generator = at::detail::getDefaultCPUGenerator();  // a handle
     default_generator.set_state(torch_rng);
     model.penalty_generator().set_state(penalty_rng);
+    if (skip_samples < 0) skip_samples = skip_steps * options.loader.batch_size;
     // The run must continue with the options it started with, except those that only steer
     // logging, speed or the length of the run. The state's own copy of the options wins over
     // options.json (which older runs have alone).
@@ -607,7 +672,7 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     if (!changed.empty())
       throw Error(run_dir, "--resume with options that differ from the run's: " + changed);
     say(fmt::format("resuming {} at epoch {}, step {}", run_dir, start_epoch, global_step));
-  } else {
+  } else if (writer) {
     detail::write_file_atomically(run_dir + "/options.json", options_to_json(options));
     detail::write_file_atomically(
         run_dir + "/model.txt",
@@ -616,51 +681,88 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
             generator->options().net, count_parameters(*generator), d_options.net,
             discriminator ? count_parameters(*discriminator) : 0,
             discriminator ? discriminator->receptive_field() : 0));
-    // The contract: torch's generator (dropout) is seeded right before the first step.
-    at::manual_seed(options.seed);
   }
+  // The contract: torch's generator (dropout) is seeded right before the first step.
+  if (!options.resume) at::manual_seed(options.seed);
+
+  if (communicator) {
+    // Every rank starts from rank 0's weights (fresh, --init-G/D or resumed), and draws its own
+    // dropout and penalty noise (rank 0 keeps the single-process streams).
+    std::vector<at::Tensor> state;
+    for (const auto& [key, value] : module_state_dict(*generator)) state.push_back(value);
+    if (discriminator)
+      for (const auto& [key, value] : module_state_dict(*discriminator)) state.push_back(value);
+    communicator->broadcast(state);
+    if (rank > 0) {
+      const uint64_t rank_seed =
+          mix_seed(options.seed, static_cast<uint64_t>(rank), static_cast<uint64_t>(global_step));
+      at::manual_seed(rank_seed);
+      model.penalty_generator().set_current_seed(rank_seed + 0x9e3779b97f4a7c15ULL);
+    }
+  }
+  model.set_communicator(communicator ? options.communicator : nullptr);
 
   LoaderOptions loader_options = options.loader;
   loader_options.seed = options.seed;
+  loader_options.rank = rank;
+  loader_options.world_size = world_size;
   Loader loader(train_set, options.transform, loader_options);
+  if (world_size > 1 && loader.batches_per_epoch() == 0)
+    throw Error(options.data, fmt::format("{} training pairs do not fill one batch of {} ranks x "
+                                          "batch size {}",
+                                          train_set->size(), world_size,
+                                          options.loader.batch_size));
   std::unique_ptr<Loader> val_loader;
-  if (val_set) {
+  if (val_set && writer) {
     LoaderOptions val_loader_options = loader_options;
     val_loader_options.shuffle = false;
     val_loader_options.drop_last = false;
+    val_loader_options.rank = 0;
+    val_loader_options.world_size = 1;
     val_loader = std::make_unique<Loader>(val_set, val_transform, val_loader_options);
   }
 
-  std::ofstream metrics(run_dir + "/metrics.jsonl", std::ios::app);
-  if (!metrics)
-    throw Error(run_dir + "/metrics.jsonl", "cannot open for writing", ErrorKind::kRuntime);
+  std::ofstream metrics;
+  if (writer) {
+    metrics.open(run_dir + "/metrics.jsonl", std::ios::app);
+    if (!metrics)
+      throw Error(run_dir + "/metrics.jsonl", "cannot open for writing", ErrorKind::kRuntime);
+  }
+  auto append_row = [&](const Json& row) {
+    if (writer) metrics << row.dump() << "\n" << std::flush;
+  };
   const int64_t last_epoch = options.schedule.n_epochs + options.schedule.n_epochs_decay +
                              options.schedule.epoch_count - 1;
   if (options.accumulate < 1) throw Error("--accumulate", "must be at least 1");
   const int64_t steps_per_epoch =
       (loader.batches_per_epoch() + options.accumulate - 1) / options.accumulate;
   std::unique_ptr<TensorBoardWriter> tensorboard;
-  if (options.tensorboard) tensorboard = std::make_unique<TensorBoardWriter>(run_dir + "/tb");
+  if (options.tensorboard && writer) tensorboard = std::make_unique<TensorBoardWriter>(run_dir + "/tb");
   TrainResult result;
   const int64_t first_step = global_step;
   // Validation: a metrics row, TensorBoard scalars and the epoch's samples (of the same images).
   // Bad data files met while loading (the scan reads headers only): BadFilePolicy.
   int64_t epoch = start_epoch, epoch_step = 0;
+  int64_t epoch_samples = 0;  // of the epoch's order, consumed by all ranks together
   auto bad_file = [&](const std::string& message) {
     ++result.bad_files;
-    metrics << Json{{"kind", "bad_file"}, {"epoch", epoch}, {"step", global_step}, {"error", message}}
-                   .dump()
-            << "\n"
-            << std::flush;
+    append_row(
+        Json{{"kind", "bad_file"}, {"epoch", epoch}, {"step", global_step}, {"error", message}});
     say("skipping a bad file: " + message);
   };
   for (const std::string& message : skipped_in_scan) bad_file(message);
-  // `resume_step`: where a --resume continues (the failing batch again, or the validation).
-  auto on_bad = [&](const Error& error, int64_t resume_step) {
+  // `resume_samples`: where a --resume continues (the failing batch again, or the validation).
+  auto on_bad = [&](const Error& error, int64_t resume_samples) {
+    // Another rank cannot know that this one left a batch out: the ranks would fall out of step.
+    if (communicator)
+      throw Error(error.what() + fmt::format(" (rank {} of {}: with several ranks a file that "
+                                             "fails while training stops the run)",
+                                             rank, world_size),
+                  ErrorKind::kInput);
     if (options.on_bad_file == BadFilePolicy::kSkip) return bad_file(error.what());
     std::string saved;
     if (global_step > first_step) {
-      checkpointer.save_state(model, schedule, epoch, resume_step, global_step, best_val_l1);
+      checkpointer.save_state(model, schedule, epoch, resume_samples, global_step, best_val_l1);
       saved = fmt::format(" (at step {}; checkpoint saved: --resume --on-bad-file skip goes on "
                           "without it)",
                           global_step);
@@ -668,23 +770,39 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     throw Error(error.what() + saved + (saved.empty() ? "; --on-bad-file skip trains without it" : ""),
                 ErrorKind::kInput);
   };
-  auto on_bad_val = [&](const Error& error) { on_bad(error, epoch_step); };
+  auto on_bad_val = [&](const Error& error) { on_bad(error, epoch_samples); };
+  // Rank 0 validates; the others wait for its L1 (the schedule may depend on it) in the
+  // broadcast, which they leave after --dist-timeout at most.
   auto validate_now = [&](int64_t epoch, int64_t step) {
-    const auto [val_l1, val_psnr] = evaluate(*generator, *val_loader, on_bad_val);
-    const Json row{{"kind", "val"},
-                   {"epoch", epoch},
-                   {"step", step},
-                   {"val_L1", val_l1},
-                   {"val_PSNR", val_psnr}};
-    metrics << row.dump() << "\n" << std::flush;
-    log_scalars(tensorboard.get(), row);
-    say(fmt::format("epoch {} validation: L1 {:.4f}  PSNR {:.2f} dB", epoch, val_l1, val_psnr));
-    const std::string sample = fmt::format("{}/samples/epoch{:03d}.png", run_dir, epoch);
-    write_epoch_sample(sample, *generator, *val_loader, 3, on_bad_val);
-    if (tensorboard && fs::exists(sample)) tensorboard->add_png_file("samples/val", step, sample);
+    double val_l1 = 0;
+    if (val_loader) {
+      const auto [l1, val_psnr] = evaluate(*generator, *val_loader, on_bad_val);
+      val_l1 = l1;
+      const Json row{{"kind", "val"},
+                     {"epoch", epoch},
+                     {"step", step},
+                     {"val_L1", val_l1},
+                     {"val_PSNR", val_psnr}};
+      append_row(row);
+      log_scalars(tensorboard.get(), row);
+      say(fmt::format("epoch {} validation: L1 {:.4f}  PSNR {:.2f} dB", epoch, val_l1, val_psnr));
+      const std::string sample = fmt::format("{}/samples/epoch{:03d}.png", run_dir, epoch);
+      write_epoch_sample(sample, *generator, *val_loader, 3, on_bad_val);
+      if (tensorboard && fs::exists(sample)) tensorboard->add_png_file("samples/val", step, sample);
+    }
+    if (communicator) {
+      const at::Tensor value = at::full({1}, val_l1, at::kDouble);
+      communicator->broadcast({value});
+      val_l1 = value.item<double>();
+    }
     return val_l1;
   };
-  if (options.validate_first && val_loader && !options.resume)
+  // Whether any rank says yes (an interrupt or the time budget seen by one rank stops them all
+  // at the same step).
+  auto any_rank = [&](bool value) {
+    return communicator ? communicator->all_reduce_max(value ? 1.0 : 0.0) > 0 : value;
+  };
+  if (options.validate_first && val_set && !options.resume)
     result.first_val_l1 = validate_now(start_epoch - 1, global_step);
   say(fmt::format("training {} on {} ({} pairs, {} batches per epoch), epochs {}..{}", run_dir,
                   options.data, train_set->size(), steps_per_epoch, start_epoch, last_epoch));
@@ -698,31 +816,30 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
   for (; epoch <= last_epoch && !stop; ++epoch) {
     const double lr = options.adam.lr * schedule.factor(epoch);
     model.set_learning_rates(lr, lr * options.lr_d_ratio);
-    loader.start_epoch(epoch);
-    epoch_step = 0;
-    for (; epoch_step < skip_steps; ++epoch_step) {  // resuming mid-epoch
-      try {
-        if (!loader.next()) break;
-      } catch (const Error&) {
-        // A batch that failed before the resume: already reported (or the cause of the stop).
-      }
-    }
-    skip_steps = 0;
+    // Resuming mid-epoch: on from the first sample not trained on, whatever the world size then.
+    epoch_samples = std::max<int64_t>(skip_samples, 0);
+    skip_samples = 0;
+    loader.start_epoch(epoch, epoch_samples);
+    const int64_t global_batch = options.loader.batch_size * world_size;
+    epoch_step = epoch_samples / global_batch;
     while (true) {
       if (options.max_steps > 0 && global_step >= options.max_steps) {
         stop = true;
         break;
       }
-      if (options.interrupt != nullptr && options.interrupt->load() != 0) {
-        result.interrupted = options.interrupt->load();
+      int signal = options.interrupt != nullptr ? options.interrupt->load() : 0;
+      if (communicator) signal = static_cast<int>(communicator->all_reduce_max(signal));
+      if (signal != 0) {
+        result.interrupted = signal;
         say(fmt::format("signal {}: stopping at step {} and saving a checkpoint",
                         result.interrupted, global_step));
         stop = true;
         break;
       }
-      if (options.max_seconds > 0 && global_step > first_step &&
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count() >=
-              options.max_seconds) {
+      if (options.max_seconds > 0 &&
+          any_rank(global_step > first_step &&
+                   std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start)
+                           .count() >= options.max_seconds)) {
         stop = result.stopped_by_time = true;
         break;
       }
@@ -732,7 +849,7 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
       int64_t failed = 0;  // batches of this step that failed to load (skipped)
       while (static_cast<int64_t>(micro_batches.size()) < options.accumulate) {
         auto next = next_batch(loader, [&](const Error& error) {
-          on_bad(error, epoch_step);  // kFail: a resume retries this step's batches
+          on_bad(error, epoch_samples);  // kFail: a resume retries this step's batches
           ++failed;
         });
         if (!next) break;
@@ -740,27 +857,26 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
         batch = std::move(next);
       }
       epoch_step += failed;
+      epoch_samples += failed * global_batch;
       if (micro_batches.empty()) break;
       auto t1 = std::chrono::steady_clock::now();
       const StepStats stats = model.step(micro_batches);
       auto t2 = std::chrono::steady_clock::now();
       ++global_step;
       epoch_step += static_cast<int64_t>(micro_batches.size());
+      epoch_samples += static_cast<int64_t>(micro_batches.size()) * global_batch;
       data_seconds += std::chrono::duration<double>(t1 - t0).count();
       step_seconds += std::chrono::duration<double>(t2 - t1).count();
       if (stats.skipped_d || stats.skipped_g) {
         // The non-finite guard skipped an update: log it, and give up after too many in a row.
         ++result.nonfinite_steps;
         ++nonfinite_in_row;
-        metrics << Json{{"kind", "nonfinite"},
+        append_row(Json{{"kind", "nonfinite"},
                         {"epoch", epoch},
                         {"step", global_step},
                         {"skipped_G", stats.skipped_g},
                         {"skipped_D", stats.skipped_d},
-                        {"in_a_row", nonfinite_in_row}}
-                       .dump()
-                << "\n"
-                << std::flush;
+                        {"in_a_row", nonfinite_in_row}});
         say(fmt::format("step {}: non-finite loss or gradient in {}; update skipped ({} in a row)",
                         global_step,
                         stats.skipped_g && stats.skipped_d ? "G and D"
@@ -768,7 +884,7 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                                                            : "D",
                         nonfinite_in_row));
         if (options.max_nonfinite > 0 && nonfinite_in_row >= options.max_nonfinite) {
-          checkpointer.save_state(model, schedule, epoch, epoch_step, global_step, best_val_l1);
+          checkpointer.save_state(model, schedule, epoch, epoch_samples, global_step, best_val_l1);
           throw Error(run_dir,
                       fmt::format("{} steps in a row had a non-finite loss or gradient (last at "
                                   "step {}); stopped. checkpoints/ holds the last finite weights "
@@ -800,7 +916,8 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
                  {"step_s", step_seconds / n},
                  {"data_s", data_seconds / n},
                  {"bad_files", result.bad_files}};
-        metrics << row.dump() << "\n" << std::flush;
+        if (world_size > 1) row["world_size"] = world_size;  // the batch is world_size * batch
+        append_row(row);
         log_scalars(tensorboard.get(), row);
         const double elapsed =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count();
@@ -823,17 +940,17 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
         in_interval = 0;
         data_seconds = step_seconds = 0;
       }
-      if (options.sample_every > 0 && global_step % options.sample_every == 0) {
+      if (writer && options.sample_every > 0 && global_step % options.sample_every == 0) {
         const std::string sample = fmt::format("{}/samples/step{:07d}.png", run_dir, global_step);
         write_sample(sample, *generator, *batch);
         if (tensorboard) tensorboard->add_png_file("samples/train", global_step, sample);
       }
       if (options.save_every_steps > 0 && global_step % options.save_every_steps == 0)
-        checkpointer.save_state(model, schedule, epoch, epoch_step, global_step, best_val_l1);
+        checkpointer.save_state(model, schedule, epoch, epoch_samples, global_step, best_val_l1);
     }
     if (stop) {
       // Out of time: the run ends here, so it is validated here (the schedule is not stepped).
-      if (result.stopped_by_time && val_loader) {
+      if (result.stopped_by_time && val_set) {
         const double val_l1 = validate_now(epoch, global_step);
         result.last_val_l1 = val_l1;
         if (val_l1 < best_val_l1) {
@@ -842,12 +959,12 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
         }
       }
       // Stopped inside the epoch: the checkpoint continues it where it left off.
-      checkpointer.save_state(model, schedule, epoch, epoch_step, global_step, best_val_l1);
-      if (options.report) write_report(run_dir);
+      checkpointer.save_state(model, schedule, epoch, epoch_samples, global_step, best_val_l1);
+      if (options.report && writer) write_report(run_dir);
       break;
     }
     // End of the epoch: validation, schedule, checkpoints.
-    if (val_loader) {
+    if (val_set) {
       const double val_l1 = validate_now(epoch, global_step);
       schedule.observe(val_l1);
       result.last_val_l1 = val_l1;
@@ -859,14 +976,16 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     if (options.save_every_epochs > 0 && epoch % options.save_every_epochs == 0)
       checkpointer.save(std::to_string(epoch), model);
     checkpointer.save_state(model, schedule, epoch + 1, 0, global_step, best_val_l1);
-    if (options.report) write_report(run_dir);
+    if (options.report && writer) write_report(run_dir);
     if (options.max_seconds > 0 &&
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start).count() >=
-            options.max_seconds)
+        any_rank(std::chrono::duration<double>(std::chrono::steady_clock::now() - run_start)
+                     .count() >= options.max_seconds))
       stop = result.stopped_by_time = true;  // out of time at an epoch's end: nothing left to do
   }
   result.steps = global_step;
   result.epoch = std::min(epoch, last_epoch);
+  // Every rank returns once rank 0's last checkpoint is written.
+  if (communicator) communicator->barrier();
   return result;
 }
 

@@ -36,6 +36,14 @@ struct LoaderOptions {
   bool cache = false;
   uint64_t seed = 0;       ///< seeds the shuffles and the transform params
   bool drop_last = false;  ///< drop the last batch when it is smaller than batch_size
+  /// Data parallelism: this process's share of each epoch. Batch k of the epoch is the
+  /// rank-th slice of batch_size samples of the global batch k of world_size * batch_size
+  /// samples in the epoch's order, so that the ranks' batches together are, sample for sample
+  /// (transform params included), one process's batch of world_size * batch_size. With
+  /// world_size > 1 an incomplete last global batch is dropped (every rank takes the same
+  /// number of steps).
+  int rank = 0;
+  int world_size = 1;  ///< ranks sharing the epoch (1: all of it)
 };
 
 /// One batch, in the epoch's order.
@@ -89,14 +97,17 @@ class Loader {
   Loader& operator=(const Loader&) = delete;
 
   /// Starts (or restarts) `epoch`: a fresh order; batches prepared for an earlier epoch are
-  /// dropped. next() without a start_epoch starts epoch 0.
-  void start_epoch(int64_t epoch);
+  /// dropped. next() without a start_epoch starts epoch 0. `first_position` skips that many
+  /// samples of the epoch's order (all ranks' together: a resume mid-epoch, whatever the world
+  /// size before); batches then start there.
+  void start_epoch(int64_t epoch, int64_t first_position = 0);
 
   /// The next batch of the current epoch, or nullopt when the epoch is over. Blocks until the
   /// batch is ready. Not thread-safe: one consumer.
   std::optional<Batch> next();
 
-  /// Batches in one epoch: ceil(size / batch_size), or floor with drop_last.
+  /// Batches in one epoch: ceil(size / batch_size), or floor with drop_last; with world_size > 1,
+  /// floor(size / (world_size * batch_size)).
   int64_t batches_per_epoch() const;
   /// Samples in the dataset.
   size_t size() const;

@@ -17,6 +17,7 @@
 #include "pix2pix/compute.h"
 #include "pix2pix/dataset.h"
 #include "pix2pix/discriminator.h"
+#include "pix2pix/distributed.h"
 #include "pix2pix/generator.h"
 #include "pix2pix/init.h"
 #include "pix2pix/loader.h"
@@ -68,6 +69,12 @@ class Pix2PixStep {
   StepStats step(const std::vector<std::pair<at::Tensor, at::Tensor>>& batches);
 
   void set_learning_rates(double lr_g, double lr_d);
+  /// Data parallelism: every rank runs the same steps on its own batch; before each optimiser
+  /// step the gradients are averaged over the ranks (bucketed all-reduce) and so are the step's
+  /// losses, so that every rank takes the same update and the same non-finite decision.
+  /// Batch-norm buffers are then copied from rank 0 (as PyTorch's DDP does); SyncBatchNorm2d
+  /// layers get the communicator. Null or one rank: a single process.
+  void set_communicator(std::shared_ptr<Communicator> communicator);
   Generator& generator() { return *generator_; }
   Discriminator* discriminator() { return discriminator_.get(); }
   Adam& optimizer_g() { return optimizer_g_; }
@@ -85,6 +92,7 @@ class Pix2PixStep {
   Adam optimizer_g_;
   std::unique_ptr<Adam> optimizer_d_;
   at::Generator penalty_generator_;
+  std::shared_ptr<Communicator> communicator_;
 };
 
 /// What training does with a data file it cannot use (train --on-bad-file).
@@ -159,6 +167,13 @@ struct TrainOptions {
   /// Bad data files (train and val splits): stop (default) or leave them out. May change on
   /// --resume.
   BadFilePolicy on_bad_file = BadFilePolicy::kFail;
+  /// Data-parallel training (Communicator::connect; null or one rank: this process alone).
+  /// Every rank calls train() with the same options; rank r trains on its shard of each epoch
+  /// (LoaderOptions::rank), so batch_size is per rank and the effective batch is world_size
+  /// times it. Rank 0's initial weights are broadcast; only rank 0 validates (the others wait
+  /// for its result), logs and writes the run directory. A checkpoint resumes with any number
+  /// of ranks. Not an option of the run (not in options.json); world_size goes into metrics rows.
+  std::shared_ptr<Communicator> communicator;
 };
 
 /// Writes `options` as JSON: {"options": {...}, "non_defaults": [keys differing from defaults]}.

@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "config_file.h"
 #include "network_flags.h"
+#include "pix2pix/distributed.h"
 #include "pix2pix/error.h"
 #include "pix2pix/trainer.h"
 
@@ -23,6 +24,8 @@ struct TrainFlags {
   ComputeFlags compute;
   std::string direction = "AtoB", gan_mode = "vanilla", lr_policy = "linear";
   std::string on_bad_file = "fail";
+  std::string dist_backend = "gloo";  ///< data parallelism (WORLD_SIZE > 1): gloo or nccl
+  double dist_timeout = 300;          ///< seconds a rank waits for the others before failing
   std::string preprocess = "resize_and_crop", crop_size = "256", resize_filter = "bicubic";
   bool no_flip = false, no_validate = false;
 };
@@ -58,6 +61,20 @@ int run_train(TrainFlags& flags) {
   options.transform.filter = parse_resize_filter(flags.resize_filter);
   options.transform.flip = !flags.no_flip;
   options.validate = !flags.no_validate;
+  // Data parallel when started by torchrun, SLURM or `pix2pix launch` (WORLD_SIZE > 1).
+  DistributedOptions distributed = distributed_from_environment();
+  distributed.backend = flags.dist_backend;
+  distributed.timeout_seconds = flags.dist_timeout;
+  if (distributed.backend == "nccl" || distributed.world_size > 1) {
+    // A rank that dies closes its sockets; writing to them must fail the collective with an
+    // error (EPIPE), not kill this process with SIGPIPE.
+    signal(SIGPIPE, SIG_IGN);
+    options.communicator = Communicator::connect(distributed);
+  }
+  const bool rank_zero = distributed.rank == 0;
+  if (distributed.world_size > 1 && rank_zero)
+    fmt::print("data parallel: {} ranks ({}), batch {} per rank\n", distributed.world_size,
+               distributed.backend, options.loader.batch_size);
   // On a terminal, progress rewrites one live line; other messages (and pipes, logs) get plain
   // lines.
   const bool live = isatty(fileno(stdout)) != 0;
@@ -74,6 +91,8 @@ int run_train(TrainFlags& flags) {
     std::fflush(stdout);
   });
   if (line_open) fmt::print("\n");
+  if (result.interrupted != 0 && !rank_zero) return 128 + result.interrupted;
+  if (!rank_zero) return 0;  // rank 0 reports for all
   if (result.interrupted != 0) {
     fmt::print("stopped by signal {} at step {}; continue with --resume (checkpoints in {}/checkpoints)\n",
                result.interrupted, result.steps, result.run_dir);
@@ -203,6 +222,16 @@ Command add_train_command(CLI::App& parent) {
                 "do not rewrite RUNS_DIR/NAME/report.html after every epoch");
   app->add_flag("--deterministic", o.deterministic,
                 "deterministic algorithms only: same seed and --threads give identical runs");
+  app->add_option("--dist-backend", flags->dist_backend,
+                  "data-parallel backend when WORLD_SIZE > 1 (pix2pix launch, torchrun, SLURM): "
+                  "gloo (CPU) or nccl (CUDA builds only)")
+      ->check(CLI::IsMember({"gloo", "nccl"}))
+      ->capture_default_str();
+  app->add_option("--dist-timeout", flags->dist_timeout,
+                  "seconds a rank waits for the others (rendezvous, gradients, rank 0's "
+                  "validation) before failing")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   add_config_option(app);
   flags->compute.add_to(app);
   return {app, [flags] { return run_train(*flags); }};

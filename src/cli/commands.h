@@ -25,6 +25,7 @@ Command add_test_command(CLI::App& parent);
 Command add_eval_command(CLI::App& parent);
 Command add_report_command(CLI::App& parent);
 Command add_demo_command(CLI::App& parent);
+Command add_launch_command(CLI::App& parent);  ///< cmd_launch.cpp: N data-parallel ranks
 
 /// `data` and its subcommands (check, combine, synth): cmd_data*.cpp.
 std::vector<Command> add_data_commands(CLI::App& parent);

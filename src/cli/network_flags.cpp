@@ -7,8 +7,10 @@ void GeneratorFlags::add_to(CLI::App* app) {
                   "generator: unet_256, unet_128, unet_<side> or unet (with --num-downs), "
                   "resnet_6blocks, resnet_9blocks")
       ->capture_default_str();
-  app->add_option("--norm", norm, "normalisation: batch, instance or none")
-      ->check(CLI::IsMember({"batch", "instance", "none"}))
+  app->add_option("--norm", norm,
+                  "normalisation: batch, instance, none or syncbatch (batch norm over all "
+                  "data-parallel ranks)")
+      ->check(CLI::IsMember({"batch", "instance", "none", "syncbatch"}))
       ->capture_default_str();
   app->add_option("--ngf", ngf, "generator filters in the first layer")
       ->check(CLI::Range(1, 4096))
@@ -54,7 +56,7 @@ void DiscriminatorFlags::add_to(CLI::App* app) {
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
   app->add_option("--norm-D", norm, "discriminator normalisation (default: as --norm)")
-      ->check(CLI::IsMember({"batch", "instance", "none"}));
+      ->check(CLI::IsMember({"batch", "instance", "none", "syncbatch"}));
 }
 
 DiscriminatorOptions DiscriminatorFlags::resolve(const GeneratorOptions& generator) const {
