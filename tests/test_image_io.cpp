@@ -988,8 +988,6 @@ TEST_F(ImageIoTest, TiffInfoRejectsSizesThatDoNotFitAnInt) {
                "image size 4294967152x3 in the header is too large");
   expect_error([&] { read_image(path); }, path,
                "image size 4294967152x3 in the header is too large");
-  write_bytes(path, tiff_header(5, 0x80000000u, 1));
-  expect_error([&] { read_image_info(path); }, path, "in the header is too large");
 }
 
 TEST_F(ImageIoTest, WritePngReportsBadPathsAndLeavesNothingBehind) {
