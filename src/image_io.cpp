@@ -2,8 +2,6 @@
 // PNG writing. The codecs themselves live in src/detail/image_{png,jpeg,tiff}.cpp.
 #include "pix2pix/image_io.h"
 
-#include "detail/atomic_file.h"
-
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -15,6 +13,7 @@
 #include <filesystem>
 #include <memory>
 
+#include "detail/atomic_file.h"
 #include "detail/image_codecs.h"
 #include "pix2pix/error.h"
 
@@ -125,7 +124,6 @@ void convert_pixels(const Image& in, Image* out) {
   }
 }
 
-
 }  // namespace
 
 int bytes_per_sample(SampleType type) {
@@ -206,6 +204,15 @@ void check_dimensions(const std::string& path, int64_t width, int64_t height, in
   if (max_pixels > 0 && pixels > max_pixels) {
     throw Error(path, "image is " + std::to_string(width) + "x" + std::to_string(height) + " = " +
                           std::to_string(pixels) + " pixels, more than the limit of " +
+                          std::to_string(max_pixels) + " (ReadOptions::max_pixels)");
+  }
+  // A TIFF header can claim up to 65535 samples per pixel: without this, a 150-byte file made
+  // read_image allocate and clear gigabytes (found by fuzz/fuzz_image_decode).
+  const int64_t weight = (int64_t{channels} + 3) / 4;
+  if (max_pixels > 0 && weight > 1 && pixels > max_pixels / weight) {
+    throw Error(path, "image is " + std::to_string(width) + "x" + std::to_string(height) +
+                          " with " + std::to_string(channels) + " samples per pixel, counting as " +
+                          std::to_string(pixels * weight) + " pixels, more than the limit of " +
                           std::to_string(max_pixels) + " (ReadOptions::max_pixels)");
   }
   uint64_t bytes = 0;

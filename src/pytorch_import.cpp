@@ -70,7 +70,9 @@ std::string read_at(std::ifstream& in, uint64_t offset, uint64_t n) {
   return buffer;
 }
 
-std::unordered_map<std::string, ZipEntry> scan_zip(std::ifstream& in, uint64_t file_size) {
+// `*first_name` receives the name of the central directory's first record.
+std::unordered_map<std::string, ZipEntry> scan_zip(std::ifstream& in, uint64_t file_size,
+                                                   std::string* first_name) {
   constexpr uint64_t kEocdSize = 22;
   const uint64_t tail_size = std::min<uint64_t>(file_size, kEocdSize + 65535);
   const uint64_t tail_offset = file_size - tail_size;
@@ -150,6 +152,7 @@ std::unordered_map<std::string, ZipEntry> scan_zip(std::ifstream& in, uint64_t f
         (method == 8 && entry.uncompressed / 1032 > entry.compressed + 1))
       throw PickleError("corrupt zip archive (record '" + printable(name) +
                         "' declares impossible sizes)");
+    if (i == 0) *first_name = name;
     result[name] = entry;
     pos += 46 + name_len + extra_len + comment_len;
   }
@@ -251,9 +254,9 @@ uint64_t storage_bytes(const PickleStorage& storage) {
 // The two formats.
 
 StateDict read_zip(const std::string& path, std::ifstream& in, uint64_t file_size) {
-  const auto entries = scan_zip(in, file_size);
+  std::string first_name;
+  const auto entries = scan_zip(in, file_size, &first_name);
   in.close();
-  caffe2::serialize::PyTorchStreamReader reader(path);
   // Record names carry the archive's folder (the saved file's stem, or "archive").
   std::string prefix;
   for (const auto& [name, entry] : entries) {
@@ -265,6 +268,15 @@ StateDict read_zip(const std::string& path, std::ifstream& in, uint64_t file_siz
   }
   if (prefix.empty())
     throw PickleError("zip archive has no data.pkl record (not a torch.save file)");
+  // PyTorchStreamReader's constructor leaks its zip state when it throws (libtorch 1.13; found by
+  // fuzz/fuzz_checkpoint_reader), so what it checks on opening is checked here first: it takes
+  // the archive's folder from the first record and reads a version record there.
+  if (first_name.compare(0, prefix.size(), prefix) != 0)
+    throw PickleError("zip archive's first record '" + printable(first_name) +
+                      "' is not in the folder of its data.pkl (not a torch.save file)");
+  if (entries.count(prefix + ".data/version") == 0 && entries.count(prefix + "version") == 0)
+    throw PickleError("zip archive has no version record (not a torch.save file)");
+  caffe2::serialize::PyTorchStreamReader reader(path);
   auto byteorder = entries.find(prefix + "byteorder");
   if (byteorder != entries.end()) {
     auto [data, size] = reader.getRecord("byteorder");

@@ -925,6 +925,71 @@ TEST_F(ImageIoTest, RejectsHugeAndZeroSizesBeforeAllocating) {
   expect_error([&] { read_image(dir + "/zero.png"); }, dir + "/zero.png", "width is zero");
 }
 
+// A classic little-endian TIFF of one 8-bit strip with only the tags libtiff needs; the header
+// may claim far more pixel data than the file holds.
+std::vector<uint8_t> tiff_header(uint32_t width, uint32_t height, uint16_t samples) {
+  struct Entry {
+    uint16_t tag, type;  // type 3: SHORT, 4: LONG
+    uint32_t value;
+  };
+  const Entry entries[] = {{256, 4, width},   {257, 4, height}, {258, 3, 8},
+                           {259, 3, 1},       {262, 3, 1},      {273, 4, 0 /* data offset */},
+                           {277, 3, samples}, {278, 4, height}, {279, 4, 1}};
+  const uint32_t count = sizeof(entries) / sizeof(entries[0]);
+  const uint32_t data_offset = 8 + 2 + count * 12 + 4;
+  std::vector<uint8_t> bytes = {'I', 'I', 42, 0, 8, 0, 0, 0, uint8_t(count), 0};
+  auto put = [&](uint32_t value, int n) {
+    for (int i = 0; i < n; ++i) bytes.push_back(uint8_t(value >> (8 * i)));
+  };
+  for (const Entry& entry : entries) {
+    put(entry.tag, 2);
+    put(entry.type, 2);
+    put(1, 4);
+    put(entry.tag == 273 ? data_offset : entry.value, 4);  // SHORT values sit in the low bytes
+  }
+  put(0, 4);           // no next directory
+  bytes.push_back(0);  // the one byte of pixel data
+  return bytes;
+}
+
+// Found by fuzz/fuzz_image_decode: a TIFF may claim up to 65535 samples per pixel, and a
+// 150-byte file made read_image allocate and clear 1.2 GB. Such pixels count as
+// ceil(samples / 4) pixels against ReadOptions::max_pixels.
+TEST_F(ImageIoTest, RejectsTiffWithHugeSamplesPerPixelBeforeAllocating) {
+  const std::string path = temp_dir() + "/samples.tif";
+  write_bytes(path, tiff_header(4, 51714, 5888));
+  const ImageInfo info = read_image_info(path);
+  EXPECT_EQ(info.width, 4);
+  EXPECT_EQ(info.height, 51714);
+  EXPECT_EQ(info.channels, 5888);
+  const auto start = std::chrono::steady_clock::now();
+  expect_error([&] { read_image(path); }, path,
+               "image is 4x51714 with 5888 samples per pixel, counting as 304492032 pixels, more "
+               "than the limit of 268435456 (ReadOptions::max_pixels)");
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  EXPECT_LT(seconds, 0.5);  // allocating and clearing 1.2 GB would not be this quick
+  // Within the limit, the same kind of header reaches the pixel data and finds it truncated.
+  write_bytes(path, tiff_header(4, 4, 5));
+  ReadOptions options;
+  options.max_pixels = 32;  // 16 pixels of 5 samples count as 32
+  expect_error([&] { read_image(path, options); }, path, "truncated or corrupt TIFF data");
+  options.max_pixels = 31;
+  expect_error([&] { read_image(path, options); }, path,
+               "image is 4x4 with 5 samples per pixel, counting as 32 pixels, more than the limit "
+               "of 31");
+}
+
+// Found by fuzz/fuzz_image_decode: read_image_info returned a TIFF width of 2^32 - 144 as -144.
+TEST_F(ImageIoTest, TiffInfoRejectsSizesThatDoNotFitAnInt) {
+  const std::string path = temp_dir() + "/wide.tif";
+  write_bytes(path, tiff_header(0xffffff70u, 3, 1));
+  expect_error([&] { read_image_info(path); }, path,
+               "image size 4294967152x3 in the header is too large");
+  expect_error([&] { read_image(path); }, path,
+               "image size 4294967152x3 in the header is too large");
+}
+
 TEST_F(ImageIoTest, WritePngReportsBadPathsAndLeavesNothingBehind) {
   const std::string dir = temp_dir();
   const Image image = random_image(6, 4, 3, SampleType::kUint8);

@@ -515,6 +515,31 @@ TEST(PytorchImport, RejectsEveryTruncationOfAZipFile) {
   }
 }
 
+// Found by fuzz/fuzz_checkpoint_reader: these layouts made PyTorchStreamReader's constructor
+// throw, which leaks its zip state (seen by scripts/sanitize.sh); they are now refused before it.
+TEST(PytorchImport, RejectsZipsWithoutTorchSaveLayoutBeforeOpeningThem) {
+  SKIP_WITHOUT_PYTHON_TORCH();
+  const std::string dir = temp_dir();
+  run_python_script(dir, R"(
+import sys, zipfile
+d = sys.argv[1]
+def make(name, records):
+    with zipfile.ZipFile(d + '/' + name, 'w') as z:
+        for record, data in records:
+            z.writestr(record, data)
+make('flat.pth', [('data.pkl', b'}.'), ('version', b'3')])
+make('other_folder_first.pth', [('other/x', b''), ('a/data.pkl', b'}.'), ('a/version', b'3')])
+make('no_version.pth', [('a/data.pkl', b'}.')])
+make('good.pth', [('a/data.pkl', b'}.'), ('a/version', b'3')])
+)");
+  if (HasFatalFailure()) return;
+  EXPECT_CONTAINS(read_error(dir + "/flat.pth"), "has no data.pkl record");
+  EXPECT_CONTAINS(read_error(dir + "/other_folder_first.pth"),
+                  "first record 'other/x' is not in the folder of its data.pkl");
+  EXPECT_CONTAINS(read_error(dir + "/no_version.pth"), "has no version record");
+  EXPECT_TRUE(read_state_dict(dir + "/good.pth").empty());  // an empty dict: the layout is fine
+}
+
 TEST(PytorchImport, ReadsZip64Directory) {
   // Zip64 archives may leave the classic end record's fields at 0xFFFF...; the sizes then come
   // from the zip64 end record, which PyTorchStreamWriter always writes.

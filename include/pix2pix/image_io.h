@@ -94,7 +94,8 @@ struct ReadOptions {
   /// convert_channels (Pillow's L, LA, RGB, RGBA). Other counts only when the file has them.
   int channels = 0;
   /// Files whose header claims more pixels (width * height) are rejected before any pixel
-  /// memory is allocated. 0 or less: no limit.
+  /// memory is allocated. A pixel of more than 4 samples (TIFF extra samples) counts as
+  /// ceil(samples / 4) pixels, so that the limit bounds memory too. 0 or less: no limit.
   int64_t max_pixels = int64_t{1} << 28;
 };
 

@@ -103,6 +103,9 @@ class TiffReader {
   TiffReader& operator=(const TiffReader&) = delete;
 
   ImageInfo info() const {
+    // Without this, a width of 2^32 - 144 came back as -144 (found by fuzz/fuzz_image_decode).
+    check_dimensions(path_, layout_.width, layout_.height, layout_.channels, layout_.type,
+                     /*max_pixels=*/0);
     ImageInfo info;
     info.format = ImageFormat::kTiff;
     info.width = int(layout_.width);
