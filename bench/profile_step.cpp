@@ -1,16 +1,22 @@
 // Where a training step's time goes: runs the pix2pix step (unet_256 + basic D, 256x256, batch 1)
 // on random inputs and prints a table of ATen operators by self time (time inside the operator
 // minus the operators it called), measured with a RecordFunction observer on the calling thread.
-// Usage: profile_step [fp32|bf16] [steps=5] [size=256]. A benchmark, never a test.
+// Usage: profile_step [fp32|bf16] [steps=5] [size=256] [matmul_max_side=16]
+// [matmul_max_side_transposed=8] (ComputeOptions; 0 0 runs every bf16 convolution on oneDNN's
+// convolution). A benchmark, never a test.
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <fmt/core.h>
 #include <malloc.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "pix2pix/compute.h"
@@ -26,18 +32,45 @@ using Clock = std::chrono::steady_clock;
 struct Frame {
   Clock::time_point start;
   double children = 0;
+  std::string shapes;  // PROFILE_SHAPES=1: the inputs' types and sizes (read at entry)
+  long faults = 0;     // minor page faults so far, at entry
 };
+
+long minor_faults() {
+  rusage usage{};
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_minflt;
+}
 struct Totals {
   double self = 0;
   int64_t calls = 0;
+  long faults = 0;  // minor page faults inside (children included)
 };
 
 bool recording = false;
 thread_local std::vector<Frame> stack;
 std::map<std::string, Totals> totals;
 
-std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction&) {
-  if (recording) stack.push_back({Clock::now(), 0});
+bool by_shape = false;  // PROFILE_SHAPES=1: one row per operator and input shapes
+
+// The inputs' types and sizes; inputs are only readable in the entry callback.
+std::string input_shapes(const at::RecordFunction& fn) {
+  std::string name;
+  if (!by_shape || fn.scope() != at::RecordScope::FUNCTION) return name;
+  for (const auto& input : fn.inputs())
+    if (input.isTensor() && input.toTensor().defined()) {
+      const at::Tensor& t = input.toTensor();
+      std::string sizes;
+      for (const int64_t size : t.sizes())
+        sizes += (sizes.empty() ? "" : "x") + std::to_string(size);
+      name += fmt::format(" {}[{}]{}", c10::toString(t.scalar_type()), sizes,
+                          t.is_contiguous() ? "" : "nc");
+    }
+  return name;
+}
+
+std::unique_ptr<at::ObserverContext> on_enter(const at::RecordFunction& fn) {
+  if (recording) stack.push_back({Clock::now(), 0, input_shapes(fn), minor_faults()});
   return nullptr;
 }
 
@@ -46,8 +79,9 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext*) {
   const Frame frame = stack.back();
   stack.pop_back();
   const double total = std::chrono::duration<double>(Clock::now() - frame.start).count();
-  auto& t = totals[fn.name()];
+  auto& t = totals[fn.name() + frame.shapes];
   t.self += total - frame.children;
+  t.faults += minor_faults() - frame.faults;
   ++t.calls;
   if (!stack.empty()) stack.back().children += total;
 }
@@ -61,6 +95,7 @@ int main(int argc, char** argv) {
   const int steps = argc > 2 ? std::stoi(argv[2]) : 5;
   const int64_t size = argc > 3 ? std::stoll(argv[3]) : 256;
   using namespace pix2pix;
+  at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));  // as `bench`
   at::manual_seed(0);
   GeneratorOptions g_options;
   auto generator = make_generator(g_options);
@@ -71,14 +106,20 @@ int main(int argc, char** argv) {
   init_weights(*discriminator);
   ComputeOptions compute;
   compute.precision = parse_precision(precision);
+  if (argc > 4) compute.matmul_max_side = std::stoll(argv[4]);
+  if (argc > 5) compute.matmul_max_side_transposed = std::stoll(argv[5]);
   set_compute(*generator, compute);
   set_compute(*discriminator, compute);
   Pix2PixStep model(generator, discriminator, {}, {}, {});
   const at::Tensor x = at::rand({1, 3, size, size}) * 2 - 1;
   const at::Tensor y = at::rand({1, 3, size, size}) * 2 - 1;
-  for (int i = 0; i < 2; ++i) model.step(x, y);
+  // Warm-up: oneDNN builds its kernels and the heap grows to its working size (page faults)
+  // over the first few steps.
+  for (int i = 0; i < 5; ++i) model.step(x, y);
+  by_shape = std::getenv("PROFILE_SHAPES") != nullptr;
   const at::CallbackHandle handle = at::addGlobalCallback(
       at::RecordFunctionCallback(&on_enter, &on_exit)
+          .needsInputs(by_shape)
           .scopes({at::RecordScope::FUNCTION, at::RecordScope::BACKWARD_FUNCTION}));
   recording = true;
   const auto start = Clock::now();
@@ -93,10 +134,11 @@ int main(int argc, char** argv) {
   for (const auto& row : rows) sum += row.second.self;
   fmt::print("{} step: {:.3f} s wall per step (observer on), operators' self time {:.3f} s\n",
              precision, wall, sum / steps);
-  fmt::print("{:<48} {:>10} {:>8} {:>7}\n", "operator", "ms/step", "calls", "share");
+  fmt::print("{:<70} {:>10} {:>8} {:>7} {:>12}\n", "operator", "ms/step", "calls", "share",
+             "faults/step");
   for (size_t i = 0; i < std::min<size_t>(rows.size(), 40); ++i)
-    fmt::print("{:<48} {:>10.2f} {:>8} {:>6.1f}%\n", rows[i].first,
+    fmt::print("{:<70} {:>10.2f} {:>8} {:>6.1f}% {:>12}\n", rows[i].first,
                1e3 * rows[i].second.self / steps, rows[i].second.calls / steps,
-               100.0 * rows[i].second.self / sum);
+               100.0 * rows[i].second.self / sum, rows[i].second.faults / steps);
   return 0;
 }

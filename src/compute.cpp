@@ -40,6 +40,8 @@ std::string to_string(TransposedConv mode) {
 int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options) {
   if (options.gradient_min_side < 1)
     throw Error("ComputeOptions", "gradient_min_side must be at least 1");
+  if (options.matmul_max_side < 0 || options.matmul_max_side_transposed < 0)
+    throw Error("ComputeOptions", "matmul_max_side and matmul_max_side_transposed must be >= 0");
   int64_t count = 0;
   auto set_one = [&](torch::nn::Module& layer) {
     if (auto* conv = dynamic_cast<detail::Conv2dImpl*>(&layer)) {

@@ -77,6 +77,101 @@ TEST(ConvTransposeAsGradient, OnlyRequestedGradientsAreComputed) {
   EXPECT_FALSE(x.grad().defined());
 }
 
+// True when an autograd node called `name` is among those within `depth` steps of y's grad_fn
+// (which computation made y).
+bool made_by(const at::Tensor& y, const std::string& name, int depth = 6) {
+  std::vector<torch::autograd::Node*> level = {y.grad_fn().get()};
+  for (int d = 0; d <= depth && !level.empty(); ++d) {
+    std::vector<torch::autograd::Node*> next;
+    for (auto* node : level) {
+      if (!node) continue;
+      if (node->name() == name) return true;
+      for (const auto& edge : node->next_edges()) next.push_back(edge.function.get());
+    }
+    level = std::move(next);
+  }
+  return false;
+}
+
+struct MatmulCase {
+  bool transposed;
+  int64_t in, out, kernel, stride, padding, output_padding, batch, height, width;
+  bool bias;
+};
+
+// bfloat16 convolutions on small maps run as im2col + a matrix product (ComputeOptions::
+// matmul_max_side): forward and every gradient equal the float32 convolution within bfloat16
+// rounding, and equal the oneDNN-convolution form of the same bfloat16 layer.
+TEST(Compute, Bf16MatmulFormEqualsConvolutionForwardAndBackward) {
+  const std::vector<MatmulCase> cases = {
+      {false, 32, 16, 4, 2, 1, 0, 1, 8, 8, false},  // U-Net down layer
+      {false, 16, 24, 4, 2, 1, 0, 2, 4, 4, true},   // batch 2, bias
+      {false, 8, 8, 3, 1, 1, 0, 1, 5, 7, true},     // stride 1, non-square
+      {false, 16, 16, 4, 2, 1, 0, 1, 2, 2, false},  // innermost: 1x1 output
+      {true, 32, 16, 4, 2, 1, 0, 1, 4, 4, false},   // U-Net up layer
+      {true, 16, 8, 4, 2, 1, 0, 3, 1, 1, false},    // innermost up layer, batch 3
+      {true, 8, 4, 3, 2, 1, 1, 2, 3, 5, true},      // output padding, non-square, bias
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.transposed ? "transposed " : "") + "in " + std::to_string(c.in) +
+                 " out " + std::to_string(c.out) + " side " + std::to_string(c.height) + "x" +
+                 std::to_string(c.width) + " batch " + std::to_string(c.batch));
+    torch::manual_seed(3);
+    std::function<at::Tensor(const at::Tensor&, const ComputeOptions&)> run;
+    std::vector<at::Tensor> parameters;
+    detail::Conv2d conv(nullptr);
+    detail::ConvTranspose2d transposed(nullptr);
+    if (c.transposed) {
+      transposed = detail::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(c.in, c.out, c.kernel)
+                                               .stride(c.stride)
+                                               .padding(c.padding)
+                                               .output_padding(c.output_padding)
+                                               .bias(c.bias));
+      parameters = transposed->parameters();
+      run = [&](const at::Tensor& x, const ComputeOptions& compute) {
+        transposed->compute = compute;
+        return transposed->forward(x);
+      };
+    } else {
+      conv = detail::Conv2d(torch::nn::Conv2dOptions(c.in, c.out, c.kernel)
+                                .stride(c.stride)
+                                .padding(c.padding)
+                                .bias(c.bias));
+      parameters = conv->parameters();
+      run = [&](const at::Tensor& x, const ComputeOptions& compute) {
+        conv->compute = compute;
+        return conv->forward(x);
+      };
+    }
+    ComputeOptions fp32, onednn, matmul;
+    onednn.precision = matmul.precision = Precision::kBFloat16;
+    onednn.matmul_max_side = onednn.matmul_max_side_transposed = 0;
+    matmul.matmul_max_side = matmul.matmul_max_side_transposed = 64;
+    const at::Tensor x0 = torch::rand({c.batch, c.in, c.height, c.width}) * 2 - 1;
+    at::Tensor gy;
+    std::vector<std::vector<at::Tensor>> results;  // per form: y, x grad, parameter grads
+    for (const ComputeOptions* form : {&fp32, &onednn, &matmul}) {
+      for (auto& p : parameters) p.mutable_grad() = at::Tensor();
+      const at::Tensor x = x0.clone().requires_grad_();
+      const at::Tensor y = run(x, *form);
+      // Which computation ran: a matrix product, or oneDNN's convolution.
+      EXPECT_EQ(made_by(y, "MmBackward0"), form == &matmul);
+      if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
+      y.backward(gy);
+      std::vector<at::Tensor> result = {y, x.grad()};
+      for (auto& p : parameters) result.push_back(p.grad());
+      results.push_back(result);
+    }
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      SCOPED_TRACE("tensor " + std::to_string(i) + " (0: output, 1: input gradient, 2+: weights)");
+      EXPECT_EQ(results[2][i].scalar_type(), at::kFloat);
+      EXPECT_LT(relative_error(results[2][i], results[0][i]), 0.02);  // bf16 vs fp32
+      EXPECT_LT(relative_error(results[2][i], results[1][i]), 0.02);  // matmul vs oneDNN form
+    }
+    EXPECT_GT(results[0][0].abs().max().item<double>(), 0.01);  // real data, not zeros
+  }
+}
+
 std::shared_ptr<Generator> small_unet(Norm norm = Norm::kBatch, bool dropout = false) {
   torch::manual_seed(0);
   GeneratorOptions options;

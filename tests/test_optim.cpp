@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <limits>
+
 #include "pix2pix/error.h"
 #include "pix2pix/optim.h"
 
@@ -11,8 +13,9 @@ namespace {
 // Runs `steps` updates with the same random gradients through our Adam and torch's.
 void expect_bitwise_equal_to_torch(const AdamOptions& options, int steps) {
   torch::manual_seed(0);
-  // Sizes that exercise vector bodies and scalar tails.
-  std::vector<std::vector<int64_t>> shapes = {{64, 3, 4, 4}, {17}, {1}, {513, 7}};
+  // Sizes that exercise vector bodies and scalar tails, and one split over threads (several
+  // parallel tasks of 65,536 elements and a ragged last one).
+  std::vector<std::vector<int64_t>> shapes = {{64, 3, 4, 4}, {17}, {1}, {513, 7}, {300007}};
   std::vector<at::Tensor> ours, theirs;
   for (const auto& shape : shapes) {
     auto p = torch::randn(shape);
@@ -80,6 +83,29 @@ TEST(Adam, ZeroGradSetsToNone) {
   ASSERT_TRUE(p.grad().defined());
   adam.zero_grad();
   EXPECT_FALSE(p.grad().defined());
+}
+
+// The non-finite guard sees a NaN or an infinity wherever it is (the check runs in parallel
+// tasks over large gradients).
+TEST(Adam, GradientsFiniteFindsNanAndInfinityAnywhere) {
+  const int64_t n = 300007;
+  auto small = torch::zeros({5}).requires_grad_(true);
+  auto large = torch::zeros({n}).requires_grad_(true);
+  Adam adam({small, large});
+  small.mutable_grad() = torch::randn({5});
+  large.mutable_grad() = torch::randn({n});
+  EXPECT_TRUE(adam.gradients_finite());
+  for (const int64_t at : {int64_t{0}, int64_t{70000}, n / 2, n - 1})
+    for (const float bad :
+         {std::numeric_limits<float>::quiet_NaN(), -std::numeric_limits<float>::infinity()}) {
+      SCOPED_TRACE("element " + std::to_string(at) + " = " + std::to_string(bad));
+      large.mutable_grad() = torch::randn({n});
+      large.mutable_grad()[at] = bad;
+      EXPECT_FALSE(adam.gradients_finite());
+    }
+  large.mutable_grad() = at::Tensor();  // no gradient: nothing to check
+  small.mutable_grad()[4] = std::numeric_limits<float>::infinity();
+  EXPECT_FALSE(adam.gradients_finite());
 }
 
 TEST(LrSchedule, LinearMatchesTheReferenceFormula) {

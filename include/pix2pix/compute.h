@@ -47,6 +47,13 @@ struct ComputeOptions {
   /// With kAuto, the smallest input height and width computed in the gradient form (measured
   /// here: libtorch's own path wins on the 1x1..4x4 maps of the U-Net's innermost levels).
   int64_t gradient_min_side = 8;
+  /// bfloat16 only: convolutions whose input is at most this many pixels on its longer side run
+  /// as im2col and one matrix product (the weights are read as they are instead of being
+  /// reordered by oneDNN on every call, which dominates on small maps); 0 turns this off.
+  /// Measured with bench/layer_speed: faster up to 16 on the U-Net's layers, slower beyond.
+  int64_t matmul_max_side = 16;
+  /// The same for transposed convolutions (a matrix product and col2im); faster up to 8.
+  int64_t matmul_max_side_transposed = 8;
 };
 
 /// Applies `options` to every convolution layer inside `module` (a generator or discriminator

@@ -4,6 +4,8 @@
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/functional/padding.h>
 
+#include <algorithm>
+
 #include "pix2pix/error.h"
 
 namespace pix2pix::detail {
@@ -59,11 +61,56 @@ std::vector<int64_t> to_vector(const torch::ExpandingArray<2>& a) { return {(*a)
 
 bool is_bf16(const ComputeOptions& compute) { return compute.precision == Precision::kBFloat16; }
 
+// True when x's longer side is at most max_side: the im2col + matrix product form pays there
+// (ComputeOptions::matmul_max_side).
+bool small_input(const at::Tensor& x, int64_t max_side) {
+  return x.dim() == 4 && std::max(x.size(2), x.size(3)) <= max_side;
+}
+
 // Adds a per-channel bias to an N x C x H x W tensor (no-op for an undefined bias).
 at::Tensor add_bias(const at::Tensor& y, const at::Tensor& bias) {
   return bias.defined() ? y + bias.view({1, -1, 1, 1}) : y;
 }
 
+// The matrix-product forms below multiply 2-D matrices only (samples side by side along the
+// columns), arranged so that every weight and weight gradient is a contiguous matrix: at::mm
+// takes transposed operands as they are, and no weight-sized copy is made forward or backward.
+
+// (N, C, L) -> (C, N*L): a view for one sample.
+at::Tensor samples_side_by_side(const at::Tensor& x) {
+  return x.size(0) == 1 ? x.select(0, 0) : x.permute({1, 0, 2}).reshape({x.size(1), -1});
+}
+
+// conv2d(x, weight) (no bias, groups 1) as im2col and a matrix product; differentiable.
+at::Tensor conv2d_as_matmul(const at::Tensor& x, const at::Tensor& weight,
+                            const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
+                            const std::vector<int64_t>& dilation) {
+  const int64_t n = x.size(0), out = weight.size(0);
+  const int64_t kh = weight.size(2), kw = weight.size(3);
+  const int64_t ho = (x.size(2) + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
+  const int64_t wo = (x.size(3) + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
+  const at::Tensor columns = at::im2col(x, {kh, kw}, dilation, padding, stride);       // N, C*K, L
+  const at::Tensor y = at::mm(weight.view({out, -1}), samples_side_by_side(columns));  // O, N*L
+  return n == 1 ? y.view({1, out, ho, wo})
+                : y.view({out, n, ho, wo}).permute({1, 0, 2, 3}).contiguous();
+}
+
+// conv_transpose2d(x, weight) (no bias, groups 1, dilation 1) as a matrix product and col2im.
+at::Tensor conv_transpose2d_as_matmul(const at::Tensor& x, const at::Tensor& weight,
+                                      const std::vector<int64_t>& stride,
+                                      const std::vector<int64_t>& padding,
+                                      const std::vector<int64_t>& output_padding) {
+  const int64_t n = x.size(0), in = x.size(1), l = x.size(2) * x.size(3);
+  const int64_t kh = weight.size(2), kw = weight.size(3);
+  const int64_t ho = (x.size(2) - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0];
+  const int64_t wo = (x.size(3) - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1];
+  // Rows are pixels, so that the weight's gradient (x times the columns' gradient) comes out
+  // as a contiguous C_in x (C_out*K) matrix.
+  const at::Tensor rows = at::mm(samples_side_by_side(x.reshape({n, in, l})).t(),
+                                 weight.view({in, -1}));             // N*L, C_out*K
+  const at::Tensor columns = rows.view({n, l, -1}).transpose(1, 2);  // N, C_out*K, L
+  return at::col2im(columns, {ho, wo}, {kh, kw}, {1, 1}, padding, stride);
+}
 }  // namespace
 
 at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& weight,
@@ -109,9 +156,13 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
     x = F::pad(x, pad_options);
     padding = {0, 0};
   }
+  const auto stride = to_vector(options.stride());
+  const auto dilation = to_vector(options.dilation());
+  const at::Tensor x16 = x.to(at::kBFloat16);
   at::Tensor y =
-      at::conv2d(x.to(at::kBFloat16), weight16_.get(weight), {}, to_vector(options.stride()),
-                 padding, to_vector(options.dilation()), options.groups());
+      options.groups() == 1 && small_input(x, compute.matmul_max_side)
+          ? conv2d_as_matmul(x16, weight16_.get(weight), stride, padding, dilation)
+          : at::conv2d(x16, weight16_.get(weight), {}, stride, padding, dilation, options.groups());
   return add_bias(y.to(at::kFloat), bias);
 }
 
@@ -127,8 +178,12 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
     if (output_size || !plain_layer)
       throw Error("ConvTranspose2d", "bf16 supports groups 1, dilation 1, zero padding only",
                   ErrorKind::kRuntime);
-    at::Tensor y = conv_transpose2d_as_gradient(input.to(at::kBFloat16), weight16_.get(weight),
-                                                stride, padding, output_padding);
+    const at::Tensor x16 = input.to(at::kBFloat16);
+    at::Tensor y = small_input(input, compute.matmul_max_side_transposed)
+                       ? conv_transpose2d_as_matmul(x16, weight16_.get(weight), stride, padding,
+                                                    output_padding)
+                       : conv_transpose2d_as_gradient(x16, weight16_.get(weight), stride, padding,
+                                                      output_padding);
     return add_bias(y.to(at::kFloat), bias);
   }
   const bool gradient_form =
