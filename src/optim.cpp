@@ -15,6 +15,11 @@ namespace pix2pix {
 namespace {
 // Elements per task of the parallel passes: small tensors (biases, norms) stay on one thread.
 constexpr int64_t kGrain = 1 << 16;
+
+// A bfloat16 tensor's data as the raw bits the kernels read.
+const uint16_t* bf16_bits(const at::Tensor& t) {
+  return reinterpret_cast<const uint16_t*>(t.data_ptr<at::BFloat16>());
+}
 }  // namespace
 
 Adam::Adam(std::vector<at::Tensor> parameters, AdamOptions options)
@@ -36,9 +41,11 @@ void Adam::step() {
       state.exp_avg_sq = at::zeros_like(p);
     }
     ++state.step;
-    const at::Tensor g = grad.contiguous();
+    // float32, or bfloat16 as bf16 training leaves on convolution weights (read as they are);
+    // anything else is widened first.
+    const bool bf16 = grad.scalar_type() == at::kBFloat16;
+    const at::Tensor g = bf16 ? grad.contiguous() : grad.to(at::kFloat).contiguous();
     float* param = p.data_ptr<float>();
-    const float* gradient = g.data_ptr<float>();
     float* exp_avg = state.exp_avg.data_ptr<float>();
     float* exp_avg_sq = state.exp_avg_sq.data_ptr<float>();
     const detail::AdamStep hyper{options_.lr,  options_.beta1,        options_.beta2,
@@ -46,8 +53,13 @@ void Adam::step() {
     // Every element is updated on its own, so splitting the range over threads changes nothing
     // in the result (one thread is memory-bound at about half the machine's bandwidth).
     at::parallel_for(0, p.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      detail::adam_update(param + begin, gradient + begin, exp_avg + begin, exp_avg_sq + begin,
-                          static_cast<size_t>(end - begin), hyper);
+      const auto count = static_cast<size_t>(end - begin);
+      if (bf16)
+        detail::adam_update(param + begin, bf16_bits(g) + begin, exp_avg + begin,
+                            exp_avg_sq + begin, count, hyper);
+      else
+        detail::adam_update(param + begin, g.data_ptr<float>() + begin, exp_avg + begin,
+                            exp_avg_sq + begin, count, hyper);
     });
     // Written through raw pointers: record the in-place change as torch's ops would (cached
     // bf16 copies and autograd's saved-tensor checks look at the version).
@@ -63,11 +75,15 @@ bool Adam::gradients_finite() const {
   for (const auto& p : parameters_) {
     const at::Tensor& grad = p.grad();
     if (!grad.defined()) continue;
-    if (grad.scalar_type() == at::kFloat && grad.is_contiguous() && grad.device().is_cpu()) {
-      const float* data = grad.data_ptr<float>();
+    const bool bf16 = grad.scalar_type() == at::kBFloat16;
+    if ((bf16 || grad.scalar_type() == at::kFloat) && grad.is_contiguous() &&
+        grad.device().is_cpu()) {
       std::atomic<bool> finite{true};
       at::parallel_for(0, grad.numel(), kGrain, [&](int64_t begin, int64_t end) {
-        if (!detail::all_finite(data + begin, static_cast<size_t>(end - begin))) finite = false;
+        const auto count = static_cast<size_t>(end - begin);
+        if (!(bf16 ? detail::all_finite(bf16_bits(grad) + begin, count)
+                   : detail::all_finite(grad.data_ptr<float>() + begin, count)))
+          finite = false;
       });
       if (!finite) return false;
     } else if (!at::isfinite(grad).all().item<bool>()) {

@@ -30,10 +30,15 @@ void set_requires_grad(torch::nn::Module& module, bool requires_grad) {
   for (auto& p : module.parameters()) p.requires_grad_(requires_grad);
 }
 
+// The gradients to average over the ranks, in float32 (bf16 training leaves convolution weight
+// gradients in bfloat16; the sum over ranks is taken in float32, as in one process).
 std::vector<at::Tensor> gradients(torch::nn::Module& module) {
   std::vector<at::Tensor> grads;
-  for (auto& p : module.parameters())
-    if (p.grad().defined()) grads.push_back(p.mutable_grad());
+  for (auto& p : module.parameters()) {
+    if (!p.grad().defined()) continue;
+    if (p.grad().scalar_type() != at::kFloat) p.mutable_grad() = p.grad().to(at::kFloat);
+    grads.push_back(p.mutable_grad());
+  }
   return grads;
 }
 

@@ -85,6 +85,29 @@ TEST(Adam, ZeroGradSetsToNone) {
   EXPECT_FALSE(p.grad().defined());
 }
 
+// bf16 training leaves bfloat16 gradients on float32 weights: the update equals the one for
+// the same gradient widened to float32, bit for bit (and the non-finite guard reads them too).
+TEST(Adam, Bf16GradientsEqualTheirFloat32Widening) {
+  torch::manual_seed(4);
+  const int64_t n = 200003;  // several parallel tasks
+  auto a = torch::randn({n}).requires_grad_(true);
+  auto b = a.detach().clone().requires_grad_(true);
+  Adam ours({a}), widened({b});
+  for (int step = 0; step < 4; ++step) {
+    const at::Tensor grad = torch::randn({n}).to(at::kBFloat16);
+    a.mutable_grad() = grad;
+    b.mutable_grad() = grad.to(at::kFloat);
+    ASSERT_TRUE(ours.gradients_finite());
+    ours.step();
+    widened.step();
+  }
+  EXPECT_TRUE(torch::equal(a, b));
+  EXPECT_FALSE(torch::equal(a, b.detach() * 0));  // moved
+  a.mutable_grad() = torch::randn({n}).to(at::kBFloat16);
+  a.mutable_grad()[n - 2] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_FALSE(ours.gradients_finite());
+}
+
 // The non-finite guard sees a NaN or an infinity wherever it is (the check runs in parallel
 // tasks over large gradients).
 TEST(Adam, GradientsFiniteFindsNanAndInfinityAnywhere) {

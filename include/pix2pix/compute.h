@@ -17,8 +17,11 @@ namespace pix2pix {
 /// The arithmetic of the convolutions.
 enum class Precision {
   kFloat32,   ///< everything in float32 (the reference's numbers)
-  kBFloat16,  ///< convolutions in bfloat16 (weights cast from the float32 master weights, which
-              ///< the optimiser updates); batch norm, activations between layers, losses float32
+  kBFloat16,  ///< convolutions in bfloat16 (each layer keeps a bfloat16 working copy of its
+              ///< float32 master weight, refreshed after every optimiser step); batch norm,
+              ///< activations between layers, losses float32. Training leaves the convolution
+              ///< weights' gradients in bfloat16 (as the convolutions compute them) on the
+              ///< float32 weights; pix2pix::Adam reads them as they are.
 };
 
 /// "fp32" | "bf16" (also "float32", "bfloat16").

@@ -23,7 +23,9 @@ struct AdamOptions {
 };
 
 /// Adam over a fixed list of float32 CPU parameters. A parameter whose gradient is undefined is
-/// skipped (its step count does not advance), as torch does.
+/// skipped (its step count does not advance), as torch does. Gradients may be float32 or
+/// bfloat16 (bf16 training leaves its convolution weights' gradients in bfloat16, see
+/// compute.h); a bfloat16 gradient is widened exactly, element by element, inside the update.
 class Adam {
  public:
   Adam(std::vector<at::Tensor> parameters, AdamOptions options = {});

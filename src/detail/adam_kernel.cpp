@@ -1,11 +1,24 @@
 #include "detail/adam_kernel.h"
 
 #include <cmath>
+#include <cstring>
 
 namespace pix2pix::detail {
 
-void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
-                 const AdamStep& hyper) {
+namespace {
+
+// The gradient as float: itself, or a bfloat16's bits widened (exact).
+inline float to_float(float g) { return g; }
+inline float to_float(uint16_t bf16_bits) {
+  const uint32_t bits = static_cast<uint32_t>(bf16_bits) << 16;
+  float g;
+  std::memcpy(&g, &bits, sizeof g);
+  return g;
+}
+
+template <typename Grad>
+void update(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, size_t n,
+            const AdamStep& hyper) {
   // torch: exp_avg.mul_(b1).add_(g, 1 - b1); exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2);
   // denom = exp_avg_sq.sqrt() / sqrt(bc2) + eps; param.addcdiv_(exp_avg, denom, -lr / bc1).
   // Scalars are computed in double and used as float, as ATen's float kernels do; ATen's
@@ -22,7 +35,7 @@ void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg
   const float eps = static_cast<float>(hyper.eps);
   const float weight_decay = static_cast<float>(hyper.weight_decay);
   for (size_t i = 0; i < n; ++i) {
-    float g = grad[i];
+    float g = to_float(grad[i]);
     if (weight_decay != 0.0f) g = std::fma(param[i], weight_decay, g);
     const float m = std::fma(g, one_minus_b1, exp_avg[i] * b1);
     const float v = std::fma(one_minus_b2 * g, g, exp_avg_sq[i] * b2);
@@ -33,11 +46,30 @@ void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg
   }
 }
 
+}  // namespace
+
+void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
+                 const AdamStep& hyper) {
+  update(param, grad, exp_avg, exp_avg_sq, n, hyper);
+}
+
+void adam_update(float* param, const uint16_t* bf16_grad, float* exp_avg, float* exp_avg_sq,
+                 size_t n, const AdamStep& hyper) {
+  update(param, bf16_grad, exp_avg, exp_avg_sq, n, hyper);
+}
+
 bool all_finite(const float* data, size_t n) {
   // A float is infinite or NaN exactly when its exponent bits are all ones.
   const auto* bits = reinterpret_cast<const uint32_t*>(data);
   uint32_t bad = 0;
-  for (size_t i = 0; i < n; ++i) bad |= static_cast<uint32_t>((bits[i] & 0x7f800000u) == 0x7f800000u);
+  for (size_t i = 0; i < n; ++i)
+    bad |= static_cast<uint32_t>((bits[i] & 0x7f800000u) == 0x7f800000u);
+  return bad == 0;
+}
+
+bool all_finite(const uint16_t* bf16, size_t n) {
+  uint32_t bad = 0;
+  for (size_t i = 0; i < n; ++i) bad |= static_cast<uint32_t>((bf16[i] & 0x7f80u) == 0x7f80u);
   return bad == 0;
 }
 

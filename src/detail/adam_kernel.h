@@ -18,8 +18,14 @@ struct AdamStep {
 /// CPU, single-tensor path).
 void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
                  const AdamStep& hyper);
+/// The same with a bfloat16 gradient (its bits): each value is widened to float exactly, so the
+/// result equals the float version given the widened gradient.
+void adam_update(float* param, const uint16_t* bf16_grad, float* exp_avg, float* exp_avg_sq,
+                 size_t n, const AdamStep& hyper);
 
 /// True when none of the n floats is infinite or NaN (one vectorised pass over the bits).
 bool all_finite(const float* data, size_t n);
+/// The same for n bfloat16 values (their bits).
+bool all_finite(const uint16_t* bf16, size_t n);
 
 }  // namespace pix2pix::detail

@@ -57,6 +57,34 @@ struct ConvTransposeAsGradient : torch::autograd::Function<ConvTransposeAsGradie
   }
 };
 
+// Training in bfloat16: the convolution reads the bfloat16 working copy of a float32 weight, and
+// the weight's gradient (bfloat16, as the convolution makes it) is left on the float32 weight
+// as it is: no cast of the weights forward or of their gradients backward. pix2pix::Adam reads
+// bfloat16 gradients directly. A weight used several times in one graph (the discriminator on
+// fake and real pairs) or over several backward passes (accumulation) sums in float32.
+struct Bf16WeightGradient : torch::autograd::Function<Bf16WeightGradient> {
+  static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
+                            const at::Tensor& working_copy) {
+    ctx->saved_data["weight"] = weight;
+    return working_copy;  // autograd returns it as a view carrying this node
+  }
+
+  static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
+    at::Tensor weight = ctx->saved_data["weight"].toTensor();
+    at::Tensor gradient = grad_outputs[0];
+    if (gradient.defined()) {
+      at::Tensor& sum = weight.mutable_grad();
+      if (!sum.defined())
+        sum = gradient.is_contiguous() ? gradient : gradient.contiguous();
+      else if (sum.scalar_type() != at::kFloat)
+        sum = sum.to(at::kFloat).add_(gradient);
+      else
+        sum.add_(gradient);
+    }
+    return {at::Tensor(), at::Tensor()};  // nothing more for autograd to accumulate
+  }
+};
+
 std::vector<int64_t> to_vector(const torch::ExpandingArray<2>& a) { return {(*a)[0], (*a)[1]}; }
 
 bool is_bf16(const ComputeOptions& compute) { return compute.precision == Precision::kBFloat16; }
@@ -78,7 +106,9 @@ at::Tensor add_bias(const at::Tensor& y, const at::Tensor& bias) {
 
 // (N, C, L) -> (C, N*L): a view for one sample.
 at::Tensor samples_side_by_side(const at::Tensor& x) {
-  return x.size(0) == 1 ? x.select(0, 0) : x.permute({1, 0, 2}).reshape({x.size(1), -1});
+  // view, not select: a view's gradient is a view too (select's would be a zero-filled copy).
+  return x.size(0) == 1 ? x.view({x.size(1), x.size(2)})
+                        : x.permute({1, 0, 2}).reshape({x.size(1), -1});
 }
 
 // conv2d(x, weight) (no bias, groups 1) as im2col and a matrix product; differentiable.
@@ -121,16 +151,17 @@ at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& w
 }
 
 at::Tensor Bf16Cache::get(const at::Tensor& parameter) {
-  if (at::GradMode::is_enabled() && parameter.requires_grad()) {
-    copy_ = at::Tensor();  // training: the cast is part of the graph (gradients reach float32)
-    return parameter.to(at::kBFloat16);
-  }
   if (!copy_.defined() || data_ != parameter.data_ptr() || version_ != parameter._version()) {
     at::NoGradGuard no_grad;
-    copy_ = parameter.to(at::kBFloat16);
+    if (copy_.defined() && copy_.sizes() == parameter.sizes() && copy_.is_contiguous())
+      copy_.copy_(parameter);  // refreshed in place: no allocation (nothing saved it since)
+    else
+      copy_ = parameter.to(at::kBFloat16).contiguous();
     data_ = parameter.data_ptr();
     version_ = static_cast<int64_t>(parameter._version());
   }
+  if (at::GradMode::is_enabled() && parameter.requires_grad())
+    return Bf16WeightGradient::apply(parameter, copy_);
   return copy_;
 }
 

@@ -21,11 +21,13 @@ at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& w
                                         std::vector<int64_t> stride, std::vector<int64_t> padding,
                                         std::vector<int64_t> output_padding);
 
-/// Keeps a bfloat16 copy of a parameter for code that does not differentiate (inference): it is
-/// remade when the parameter's storage or version (any in-place change) differs.
+/// Keeps the bfloat16 working copy of a float32 parameter: it is refreshed (in place) when the
+/// parameter's storage or version (any in-place change, such as an optimiser step) differs.
 class Bf16Cache {
  public:
-  /// `parameter` in bfloat16; differentiable (a fresh cast) while autograd records it.
+  /// `parameter` in bfloat16. While autograd records and the parameter requires a gradient,
+  /// the copy is differentiable: its gradient is left, in bfloat16, on `parameter.grad()` (summed
+  /// in float32 when several arrive), never cast back to float32 by autograd.
   at::Tensor get(const at::Tensor& parameter);
 
  private:
