@@ -21,7 +21,7 @@ namespace {
 
 // The running count (RecordFunction callbacks are plain function pointers).
 std::atomic<bool> counting{false};
-std::atomic<int64_t> counted_macs{0}, counted_forward{0}, counted_backward{0};
+std::atomic<int64_t> counted_macs{0}, counted_forward{0}, counted_backward{0}, counted_matmul{0};
 std::mutex count_mutex;
 
 int64_t spatial(const at::IntArrayRef sizes) {
@@ -54,7 +54,9 @@ std::unique_ptr<at::ObserverContext> on_operator(const at::RecordFunction& fn) {
   const char* name = fn.name();
   const bool forward = std::strcmp(name, "aten::convolution") == 0;
   const bool backward = !forward && std::strcmp(name, "aten::convolution_backward") == 0;
-  if (!forward && !backward) return nullptr;
+  const bool mm = std::strcmp(name, "aten::mm") == 0;
+  const bool addmm = std::strcmp(name, "aten::addmm") == 0;
+  if (!forward && !backward && !mm && !addmm) return nullptr;
   const auto inputs = fn.inputs();
   try {
     if (forward && inputs.size() >= 9) {
@@ -76,6 +78,16 @@ std::unique_ptr<at::ObserverContext> on_operator(const at::RecordFunction& fn) {
       const at::Tensor side = transposed ? input : inputs[0].toTensor();
       counted_macs += passes * side.size(0) * spatial(side.sizes()) * weight_numel;
       ++counted_backward;
+    } else if (mm || addmm) {
+      // mm(a, b), addmm(bias, a, b): (M x K) times (K x N) is M K N multiply-adds.
+      const size_t first = addmm ? 1 : 0;
+      if (inputs.size() >= first + 2) {
+        const at::Tensor a = inputs[first].toTensor(), b = inputs[first + 1].toTensor();
+        if (a.dim() == 2 && b.dim() == 2) {
+          counted_macs += a.size(0) * a.size(1) * b.size(1);
+          ++counted_matmul;
+        }
+      }
     }
   } catch (const std::exception&) {
     // An unexpected schema: leave that call uncounted rather than fail the benchmark.
@@ -147,6 +159,7 @@ ConvolutionWork count_convolution_flops(const std::function<void()>& work) {
   counted_macs = 0;
   counted_forward = 0;
   counted_backward = 0;
+  counted_matmul = 0;
   const at::CallbackHandle handle = at::addGlobalCallback(at::RecordFunctionCallback(&on_operator)
                                                               .needsInputs(true)
                                                               .scopes({at::RecordScope::FUNCTION}));
@@ -164,6 +177,7 @@ ConvolutionWork count_convolution_flops(const std::function<void()>& work) {
   out.flops = 2.0 * static_cast<double>(counted_macs.load());
   out.forward_calls = counted_forward.load();
   out.backward_calls = counted_backward.load();
+  out.matmul_calls = counted_matmul.load();
   return out;
 }
 

@@ -7,6 +7,7 @@
 
 #include "pix2pix/benchmark.h"
 #include "pix2pix/discriminator.h"
+#include "pix2pix/generator.h"
 #include "pix2pix/init.h"
 #include "test_util.h"
 
@@ -51,6 +52,34 @@ TEST(Benchmark, PatchGanForwardWork) {
   EXPECT_EQ(work.forward_calls, 5);
   EXPECT_DOUBLE_EQ(work.flops, expected);
   EXPECT_NEAR(work.flops / 1e9, 6.39, 0.01);
+}
+
+// bf16 convolutions on small maps run as matrix products: the count is the same work as the
+// float32 network's convolutions, forward and backward.
+TEST(Benchmark, MatrixProductFormCountsTheSameWork) {
+  auto count = [](Precision precision) {
+    torch::manual_seed(0);
+    GeneratorOptions options;
+    options.net = "unet";
+    options.num_downs = 6;
+    options.ngf = 8;
+    auto g = make_generator(options);
+    ComputeOptions compute;
+    compute.precision = precision;
+    set_compute(*g, compute);
+    const at::Tensor x = torch::rand({2, 3, 64, 64});
+    at::Tensor y;
+    const ConvolutionWork forward = count_convolution_flops([&] { y = g->forward(x); });
+    const ConvolutionWork backward = count_convolution_flops([&] { y.sum().backward(); });
+    return std::make_pair(forward, backward);
+  };
+  const auto [fp32_forward, fp32_backward] = count(Precision::kFloat32);
+  const auto [bf16_forward, bf16_backward] = count(Precision::kBFloat16);
+  EXPECT_EQ(fp32_forward.matmul_calls, 0);
+  EXPECT_GT(bf16_forward.matmul_calls, 0);  // the 16x16 .. 1x1 maps
+  EXPECT_GT(bf16_backward.matmul_calls, 0);
+  EXPECT_DOUBLE_EQ(bf16_forward.flops, fp32_forward.flops);
+  EXPECT_DOUBLE_EQ(bf16_backward.flops, fp32_backward.flops);
 }
 
 TEST(Benchmark, MatmulPeakAndMemoryAreMeasured) {

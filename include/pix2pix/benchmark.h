@@ -15,16 +15,20 @@ namespace pix2pix {
 
 /// Convolution work observed while some code ran.
 struct ConvolutionWork {
-  double flops = 0;            ///< 2 x multiply-adds of every convolution run
+  double flops = 0;            ///< 2 x multiply-adds of every convolution and matrix product run
   int64_t forward_calls = 0;   ///< convolutions (aten::convolution, transposed ones included)
   int64_t backward_calls = 0;  ///< aten::convolution_backward calls (gradients or, for
                                ///< transposed convolutions in gradient form, forwards)
+  int64_t matmul_calls = 0;    ///< aten::mm / aten::addmm calls (bf16 convolutions on small
+                               ///< maps run as matrix products, forward and backward)
 };
 
 /// Runs `work` and counts the FLOPs of every convolution it runs on any thread, forward and
-/// backward (input and weight gradients count one convolution's work each), from the operations'
-/// shapes as the dispatcher sees them. Other operations (norms, activations, Adam) are not
-/// counted. Not reentrant: one count at a time per process.
+/// backward (input and weight gradients count one convolution's work each), and of every matrix
+/// product (aten::mm, aten::addmm: the form bf16 convolutions take on small maps, see
+/// ComputeOptions::matmul_max_side), from the operations' shapes as the dispatcher sees them.
+/// Other operations (norms, activations, im2col, Adam) are not counted. Not reentrant: one
+/// count at a time per process.
 ConvolutionWork count_convolution_flops(const std::function<void()>& work);
 
 /// The best rate (GFLOP/s) of a loop of size x size matrix products in `precision` over about
