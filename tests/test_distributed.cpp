@@ -15,12 +15,17 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "pix2pix/compute.h"
 #include "pix2pix/dataset.h"
+#include "pix2pix/discriminator.h"
 #include "pix2pix/distributed.h"
 #include "pix2pix/error.h"
+#include "pix2pix/generator.h"
+#include "pix2pix/init.h"
 #include "pix2pix/loader.h"
 #include "pix2pix/pytorch_import.h"
 #include "pix2pix/sync_batch_norm.h"
+#include "pix2pix/trainer.h"
 #include "test_util.h"
 
 namespace fs = std::filesystem;
@@ -204,6 +209,77 @@ TEST(SyncBatchNorm, TwoRanksAreBatchNormOfTheCombinedBatch) {
   // Not batch norm of each half alone (which the test would otherwise not tell apart).
   torch::nn::BatchNorm2d alone(channels);
   EXPECT_GT((alone->forward(x.narrow(0, 3, 1)) - y[1]).abs().max().item<double>(), 0.01);
+}
+
+// bf16 training leaves convolution weight gradients in bfloat16: the ranks average them in
+// float32 and every rank ends each step with the same weights, which equal one process's step on
+// the combined batch (up to the order of float32 additions).
+TEST(DistributedStep, Bf16GradientsAreAveragedInFloat32) {
+  auto make_step = [] {
+    torch::manual_seed(5);
+    GeneratorOptions g_options;
+    g_options.net = "unet";
+    g_options.num_downs = 5;
+    g_options.ngf = 8;
+    g_options.norm = Norm::kNone;
+    g_options.dropout = false;
+    auto generator = make_generator(g_options);
+    init_weights(*generator);
+    DiscriminatorOptions d_options;
+    d_options.ndf = 8;
+    d_options.norm = Norm::kNone;
+    auto discriminator = make_discriminator(d_options);
+    init_weights(*discriminator);
+    ComputeOptions bf16;
+    bf16.precision = Precision::kBFloat16;
+    set_compute(*generator, bf16);
+    set_compute(*discriminator, bf16);
+    return std::make_unique<Pix2PixStep>(generator, discriminator, ObjectiveOptions{},
+                                         AdamOptions{}, AdamOptions{});
+  };
+  torch::manual_seed(6);
+  const at::Tensor a = torch::rand({2, 3, 32, 32}) * 2 - 1, b = torch::rand({2, 3, 32, 32}) * 2 - 1;
+  auto single = make_step();
+  for (int i = 0; i < 2; ++i) single->step(a, b);
+  const StateDict expected = module_state_dict(single->generator());
+  std::vector<StateDict> ranks(2);
+  std::vector<std::unique_ptr<Pix2PixStep>> steps;
+  for (int rank = 0; rank < 2; ++rank) steps.push_back(make_step());  // seeded: one thread
+  const std::string store = test::temp_dir() + "/store";
+  std::vector<std::thread> threads;
+  std::vector<std::string> errors(2);
+  for (int rank = 0; rank < 2; ++rank)
+    threads.emplace_back([&, rank] {
+      try {
+        auto& step = steps[rank];
+        step->set_communicator(Communicator::connect_file(store, rank, 2, 60));
+        // Each rank's half; the losses' mean over ranks is the mean over the combined batch.
+        for (int i = 0; i < 2; ++i) step->step(a.narrow(0, rank, 1), b.narrow(0, rank, 1));
+        ranks[rank] = module_state_dict(step->generator());
+      } catch (const std::exception& error) {
+        errors[rank] = error.what();
+      }
+    });
+  for (auto& thread : threads) thread.join();
+  ASSERT_EQ(errors[0], "");
+  ASSERT_EQ(errors[1], "");
+  EXPECT_EQ(max_difference(ranks[0], ranks[1]), 0.0);  // the ranks agree exactly
+  // One process with the batch of 2. bf16 rounding differs with the batch split, and Adam's
+  // first steps turn the sign of near-zero gradients into whole steps, so compare the mean
+  // change: the ranks' weights differ from one process's far less than either moved.
+  auto mean_difference = [](const StateDict& x, const StateDict& y) {
+    double sum = 0;
+    int64_t count = 0;
+    for (size_t i = 0; i < x.size(); ++i) {
+      sum += (x[i].second - y[i].second).abs().sum().item<double>();
+      count += x[i].second.numel();
+    }
+    return sum / static_cast<double>(count);
+  };
+  const StateDict initial = module_state_dict(make_step()->generator());
+  const double moved = mean_difference(expected, initial);
+  EXPECT_GT(moved, 1e-5);
+  EXPECT_LT(mean_difference(ranks[0], expected), 0.1 * moved);  // measured: 0.03
 }
 
 // A synthetic aligned dataset of `count` 64x64 training pairs.
