@@ -105,6 +105,31 @@ TEST(TrainRun, WritesTheRunDirectory) {
   EXPECT_THROW(train(o), Error);
 }
 
+// bf16 too: the resumed run remakes each layer's bfloat16 working copy from the loaded float32
+// weights, which is what the straight run's copies hold after every step.
+TEST(TrainRun, ResumeContinuesExactlyInBf16) {
+  const std::string dir = test::temp_dir();
+  TrainOptions straight = small_run(dir, "straight");
+  straight.deterministic = true;
+  straight.compute.precision = Precision::kBFloat16;
+  straight.max_steps = 12;
+  train(straight);
+  TrainOptions first = small_run(dir, "resumed");
+  first.deterministic = true;
+  first.compute.precision = Precision::kBFloat16;
+  first.max_steps = 7;
+  train(first);
+  TrainOptions second = first;
+  second.max_steps = 12;
+  second.resume = true;
+  EXPECT_EQ(train(second).steps, 12);
+  at::globalContext().setDeterministicAlgorithms(false, false);
+  const std::string a = dir + "/runs/straight/checkpoints/", b = dir + "/runs/resumed/checkpoints/";
+  expect_same_weights(a + "latest_net_G.pth", b + "latest_net_G.pth");
+  expect_same_weights(a + "latest_net_D.pth", b + "latest_net_D.pth");
+  expect_same_weights(a + "latest_state.pt", b + "latest_state.pt");
+}
+
 TEST(TrainRun, ResumeContinuesExactly) {
   // The contract: with --deterministic, 20 steps straight and 10 + resume 10 give identical
   // weights, optimiser moments and generator states (6 steps per epoch: both stops fall inside
