@@ -25,6 +25,17 @@ at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& w
 /// parameter's storage or version (any in-place change, such as an optimiser step) differs.
 class Bf16Cache {
  public:
+  Bf16Cache() = default;
+  // A copied layer starts without a copy: sharing one would let either layer refresh the
+  // other's in place.
+  Bf16Cache(const Bf16Cache&) {}
+  Bf16Cache& operator=(const Bf16Cache&) {
+    copy_ = at::Tensor();
+    data_ = nullptr;
+    version_ = -1;
+    return *this;
+  }
+
   /// `parameter` in bfloat16. While autograd records and the parameter requires a gradient,
   /// the copy is differentiable: its gradient is left, in bfloat16, on `parameter.grad()` (summed
   /// in float32 when several arrive), never cast back to float32 by autograd.
