@@ -52,14 +52,16 @@ void Adam::step() {
                                  options_.eps, options_.weight_decay, state.step};
     // Every element is updated on its own, so splitting the range over threads changes nothing
     // in the result (one thread is memory-bound at about half the machine's bandwidth).
+    const uint16_t* g16 = bf16 ? bf16_bits(g) : nullptr;
+    const float* g32 = bf16 ? nullptr : g.data_ptr<float>();
     at::parallel_for(0, p.numel(), kGrain, [&](int64_t begin, int64_t end) {
       const auto count = static_cast<size_t>(end - begin);
-      if (bf16)
-        detail::adam_update(param + begin, bf16_bits(g) + begin, exp_avg + begin,
-                            exp_avg_sq + begin, count, hyper);
+      if (g16)
+        detail::adam_update(param + begin, g16 + begin, exp_avg + begin, exp_avg_sq + begin, count,
+                            hyper);
       else
-        detail::adam_update(param + begin, g.data_ptr<float>() + begin, exp_avg + begin,
-                            exp_avg_sq + begin, count, hyper);
+        detail::adam_update(param + begin, g32 + begin, exp_avg + begin, exp_avg_sq + begin, count,
+                            hyper);
     });
     // Written through raw pointers: record the in-place change as torch's ops would (cached
     // bf16 copies and autograd's saved-tensor checks look at the version).
@@ -78,11 +80,13 @@ bool Adam::gradients_finite() const {
     const bool bf16 = grad.scalar_type() == at::kBFloat16;
     if ((bf16 || grad.scalar_type() == at::kFloat) && grad.is_contiguous() &&
         grad.device().is_cpu()) {
+      const uint16_t* g16 = bf16 ? bf16_bits(grad) : nullptr;
+      const float* g32 = bf16 ? nullptr : grad.data_ptr<float>();
       std::atomic<bool> finite{true};
       at::parallel_for(0, grad.numel(), kGrain, [&](int64_t begin, int64_t end) {
         const auto count = static_cast<size_t>(end - begin);
-        if (!(bf16 ? detail::all_finite(bf16_bits(grad) + begin, count)
-                   : detail::all_finite(grad.data_ptr<float>() + begin, count)))
+        if (!(g16 ? detail::all_finite(g16 + begin, count)
+                  : detail::all_finite(g32 + begin, count)))
           finite = false;
       });
       if (!finite) return false;

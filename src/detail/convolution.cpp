@@ -15,6 +15,12 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
+// The output side of a transposed convolution (dilation 1).
+int64_t transposed_output_side(int64_t input, int64_t kernel, int64_t stride, int64_t padding,
+                               int64_t output_padding) {
+  return (input - 1) * stride - 2 * padding + kernel + output_padding;
+}
+
 // y = conv_transpose2d(x, w) is the adjoint of z = conv2d(y, w): y is the input gradient of that
 // convolution for the output gradient x (convolution_backward with only the input gradient), the
 // gradient with respect to x is conv2d(gy, w), and the weight gradient is that convolution's
@@ -24,10 +30,11 @@ struct ConvTransposeAsGradient : torch::autograd::Function<ConvTransposeAsGradie
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             std::vector<int64_t> stride, std::vector<int64_t> padding,
                             std::vector<int64_t> output_padding) {
-    std::vector<int64_t> out_sizes = {x.size(0), weight.size(1), 0, 0};
-    for (int d = 0; d < 2; ++d)
-      out_sizes[2 + d] =
-          (x.size(2 + d) - 1) * stride[d] - 2 * padding[d] + weight.size(2 + d) + output_padding[d];
+    const std::vector<int64_t> out_sizes = {
+        x.size(0), weight.size(1),
+        transposed_output_side(x.size(2), weight.size(2), stride[0], padding[0], output_padding[0]),
+        transposed_output_side(x.size(3), weight.size(3), stride[1], padding[1],
+                               output_padding[1])};
     // Only the shape of the convolution's input matters here; its values are never read.
     const at::Tensor shape_of_y = at::empty(out_sizes, x.options());
     const at::Tensor y = std::get<0>(at::convolution_backward(
@@ -75,7 +82,7 @@ struct Bf16WeightGradient : torch::autograd::Function<Bf16WeightGradient> {
     if (gradient.defined()) {
       at::Tensor& sum = weight.mutable_grad();
       if (!sum.defined())
-        sum = gradient.is_contiguous() ? gradient : gradient.contiguous();
+        sum = gradient.contiguous();
       else if (sum.scalar_type() != at::kFloat)
         sum = sum.to(at::kFloat).add_(gradient);
       else
@@ -132,8 +139,10 @@ at::Tensor conv_transpose2d_as_matmul(const at::Tensor& x, const at::Tensor& wei
                                       const std::vector<int64_t>& output_padding) {
   const int64_t n = x.size(0), in = x.size(1), l = x.size(2) * x.size(3);
   const int64_t kh = weight.size(2), kw = weight.size(3);
-  const int64_t ho = (x.size(2) - 1) * stride[0] - 2 * padding[0] + kh + output_padding[0];
-  const int64_t wo = (x.size(3) - 1) * stride[1] - 2 * padding[1] + kw + output_padding[1];
+  const int64_t ho =
+      transposed_output_side(x.size(2), kh, stride[0], padding[0], output_padding[0]);
+  const int64_t wo =
+      transposed_output_side(x.size(3), kw, stride[1], padding[1], output_padding[1]);
   // Rows are pixels, so that the weight's gradient (x times the columns' gradient) comes out
   // as a contiguous C_in x (C_out*K) matrix.
   const at::Tensor rows = at::mm(samples_side_by_side(x.reshape({n, in, l})).t(),
@@ -153,7 +162,7 @@ at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& w
 at::Tensor Bf16Cache::get(const at::Tensor& parameter) {
   if (!copy_.defined() || data_ != parameter.data_ptr() || version_ != parameter._version()) {
     at::NoGradGuard no_grad;
-    if (copy_.defined() && copy_.sizes() == parameter.sizes() && copy_.is_contiguous())
+    if (copy_.defined() && copy_.sizes() == parameter.sizes())
       copy_.copy_(parameter);  // refreshed in place: no allocation (nothing saved it since)
     else
       copy_ = parameter.to(at::kBFloat16).contiguous();
@@ -190,10 +199,10 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
   const auto stride = to_vector(options.stride());
   const auto dilation = to_vector(options.dilation());
   const at::Tensor x16 = x.to(at::kBFloat16);
-  at::Tensor y =
-      options.groups() == 1 && small_input(x, compute.matmul_max_side)
-          ? conv2d_as_matmul(x16, weight16_.get(weight), stride, padding, dilation)
-          : at::conv2d(x16, weight16_.get(weight), {}, stride, padding, dilation, options.groups());
+  const at::Tensor w16 = weight16_.get(weight);
+  at::Tensor y = options.groups() == 1 && small_input(x, compute.matmul_max_side)
+                     ? conv2d_as_matmul(x16, w16, stride, padding, dilation)
+                     : at::conv2d(x16, w16, {}, stride, padding, dilation, options.groups());
   return add_bias(y.to(at::kFloat), bias);
 }
 
@@ -210,11 +219,10 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
       throw Error("ConvTranspose2d", "bf16 supports groups 1, dilation 1, zero padding only",
                   ErrorKind::kRuntime);
     const at::Tensor x16 = input.to(at::kBFloat16);
+    const at::Tensor w16 = weight16_.get(weight);
     at::Tensor y = small_input(input, compute.matmul_max_side_transposed)
-                       ? conv_transpose2d_as_matmul(x16, weight16_.get(weight), stride, padding,
-                                                    output_padding)
-                       : conv_transpose2d_as_gradient(x16, weight16_.get(weight), stride, padding,
-                                                      output_padding);
+                       ? conv_transpose2d_as_matmul(x16, w16, stride, padding, output_padding)
+                       : conv_transpose2d_as_gradient(x16, w16, stride, padding, output_padding);
     return add_bias(y.to(at::kFloat), bias);
   }
   const bool gradient_form =
