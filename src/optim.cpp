@@ -2,7 +2,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <limits>
@@ -30,6 +32,7 @@ Adam::Adam(std::vector<at::Tensor> parameters, AdamOptions options)
 }
 
 void Adam::step() {
+  RECORD_FUNCTION("pix2pix::Adam::step", std::vector<c10::IValue>());
   at::NoGradGuard no_grad;
   for (size_t i = 0; i < parameters_.size(); ++i) {
     at::Tensor& p = parameters_[i];
@@ -54,19 +57,39 @@ void Adam::step() {
     // in the result (one thread is memory-bound at about half the machine's bandwidth).
     const uint16_t* g16 = bf16 ? bf16_bits(g) : nullptr;
     const float* g32 = bf16 ? nullptr : g.data_ptr<float>();
+    uint16_t* copy = state.bf16_copy.defined()
+                         ? reinterpret_cast<uint16_t*>(state.bf16_copy.data_ptr<at::BFloat16>())
+                         : nullptr;
     at::parallel_for(0, p.numel(), kGrain, [&](int64_t begin, int64_t end) {
       const auto count = static_cast<size_t>(end - begin);
+      uint16_t* copy_block = copy ? copy + begin : nullptr;
       if (g16)
         detail::adam_update(param + begin, g16 + begin, exp_avg + begin, exp_avg_sq + begin, count,
-                            hyper);
+                            hyper, copy_block);
       else
         detail::adam_update(param + begin, g32 + begin, exp_avg + begin, exp_avg_sq + begin, count,
-                            hyper);
+                            hyper, copy_block);
     });
     // Written through raw pointers: record the in-place change as torch's ops would (cached
     // bf16 copies and autograd's saved-tensor checks look at the version).
     p.unsafeGetTensorImpl()->bump_version();
+    if (copy) state.bf16_copy.unsafeGetTensorImpl()->bump_version();
   }
+}
+
+void Adam::set_bfloat16_copy(const at::Tensor& parameter, at::Tensor copy) {
+  const auto it = std::find_if(parameters_.begin(), parameters_.end(),
+                               [&](const at::Tensor& p) { return p.is_same(parameter); });
+  if (it == parameters_.end())
+    throw Error("Adam", "set_bfloat16_copy: not a parameter of this optimiser",
+                ErrorKind::kRuntime);
+  if (copy.scalar_type() != at::kBFloat16 || !copy.is_contiguous() || !copy.device().is_cpu() ||
+      !copy.sizes().equals(parameter.sizes()))
+    throw Error("Adam",
+                "set_bfloat16_copy: the copy must be a contiguous bfloat16 CPU tensor of the "
+                "parameter's shape",
+                ErrorKind::kRuntime);
+  states_[static_cast<size_t>(it - parameters_.begin())].bf16_copy = std::move(copy);
 }
 
 void Adam::zero_grad() {
@@ -74,6 +97,7 @@ void Adam::zero_grad() {
 }
 
 bool Adam::gradients_finite() const {
+  RECORD_FUNCTION("pix2pix::Adam::gradients_finite", std::vector<c10::IValue>());
   for (const auto& p : parameters_) {
     const at::Tensor& grad = p.grad();
     if (!grad.defined()) continue;
@@ -138,6 +162,7 @@ void Adam::load_state(const StateDict& state, const std::string& source) {
   for (size_t i = 0; i < loaded.size(); ++i)
     if (loaded[i].step > 0 && (!loaded[i].exp_avg.defined() || !loaded[i].exp_avg_sq.defined()))
       throw Error(source, "optimizer state for parameter " + std::to_string(i) + " is incomplete");
+  for (size_t i = 0; i < loaded.size(); ++i) loaded[i].bf16_copy = states_[i].bf16_copy;
   states_ = std::move(loaded);
 }
 

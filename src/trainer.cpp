@@ -15,6 +15,7 @@
 #include <set>
 
 #include "detail/atomic_file.h"
+#include "detail/convolution.h"
 #include "pix2pix/error.h"
 #include "pix2pix/image_io.h"
 #include "pix2pix/pytorch_import.h"
@@ -66,6 +67,13 @@ Pix2PixStep::Pix2PixStep(std::shared_ptr<Generator> generator,
     if (!discriminator_) throw Error("Pix2PixStep", "a discriminator is needed unless no_gan");
     optimizer_d_ = std::make_unique<Adam>(discriminator_->parameters(), adam_d);
   }
+  // bf16 training: each step also rewrites the convolutions' bfloat16 working copies, in the
+  // same pass, instead of the layers casting every weight again on their next forward.
+  for (auto& [weight, copy] : detail::bf16_working_copies(*generator_))
+    optimizer_g_.set_bfloat16_copy(weight, copy);
+  if (optimizer_d_)
+    for (auto& [weight, copy] : detail::bf16_working_copies(*discriminator_))
+      optimizer_d_->set_bfloat16_copy(weight, copy);
 }
 
 void Pix2PixStep::set_communicator(std::shared_ptr<Communicator> communicator) {

@@ -297,6 +297,44 @@ TEST(Compute, Bf16TrainingStepKeepsFiniteLosses) {
   }
   EXPECT_FALSE(torch::equal(w0, generator->parameters()[0]));
   EXPECT_LT(last.g_l1, first.g_l1);
+  // Adam rewrote every layer's working copy in its pass: each is still the same tensor and
+  // current (equal to the rounded master weight) without a refresh.
+  for (auto* net : {static_cast<torch::nn::Module*>(generator.get()),
+                    static_cast<torch::nn::Module*>(discriminator.get())}) {
+    const auto before = detail::bf16_working_copies(*net);
+    ASSERT_FALSE(before.empty());
+    step.step(a, b);
+    const auto after = detail::bf16_working_copies(*net);
+    ASSERT_EQ(after.size(), before.size());
+    for (size_t i = 0; i < after.size(); ++i) {
+      EXPECT_TRUE(after[i].second.is_same(before[i].second)) << "layer " << i;
+      EXPECT_TRUE(torch::equal(after[i].second, after[i].first.detach().to(at::kBFloat16)))
+          << "layer " << i;
+    }
+  }
+}
+
+// A working copy goes stale when its weight changes in place without it (a loaded checkpoint)
+// and is refreshed on the next use; Adam keeps a registered copy current by itself.
+TEST(Compute, Bf16WorkingCopyTracksInPlaceChanges) {
+  detail::Conv2d conv(torch::nn::Conv2dOptions(4, 6, 3).padding(1).bias(false));
+  conv->compute.precision = Precision::kBFloat16;
+  const at::Tensor copy = conv->bf16_weight();
+  const at::Tensor x = torch::randn({1, 4, 8, 8});
+  {
+    torch::NoGradGuard no_grad;
+    conv->weight.mul_(2);  // as load_state_dict's copy_ would
+  }
+  EXPECT_FALSE(torch::equal(copy, conv->weight.detach().to(at::kBFloat16)));
+  EXPECT_TRUE(torch::equal(conv->bf16_weight(), conv->weight.detach().to(at::kBFloat16)));
+  EXPECT_TRUE(conv->bf16_weight().is_same(copy));  // refreshed in place
+  Adam adam({conv->weight});
+  adam.set_bfloat16_copy(conv->weight, copy);
+  conv->forward(x).sum().backward();
+  adam.step();
+  const auto version = copy._version();
+  EXPECT_TRUE(torch::equal(conv->bf16_weight(), conv->weight.detach().to(at::kBFloat16)));
+  EXPECT_EQ(copy._version(), version);  // no refresh was needed
 }
 
 TEST(Compute, ParsesNames) {

@@ -108,6 +108,58 @@ TEST(Adam, Bf16GradientsEqualTheirFloat32Widening) {
   EXPECT_FALSE(ours.gradients_finite());
 }
 
+// bf16 training registers each convolution's bfloat16 working copy: every step rewrites it with
+// the updated parameter rounded exactly as Tensor.to(kBFloat16) rounds (nearest even), bumps its
+// version with the parameter's, and changes nothing in the update itself.
+TEST(Adam, Bf16CopyEqualsTheRoundedParameterAfterEveryStep) {
+  torch::manual_seed(5);
+  const int64_t n = 300007;  // several parallel tasks and copy blocks, and a ragged end
+  auto a = torch::randn({n}).requires_grad_(true);
+  auto b = a.detach().clone().requires_grad_(true);
+  // Values that sit exactly halfway between two bfloat16 numbers round to the even one.
+  {
+    torch::NoGradGuard no_grad;
+    a.narrow(0, 0, 3).copy_(torch::tensor({1.00390625f, 1.01171875f, -1.00390625f}));
+    b.narrow(0, 0, 3).copy_(a.narrow(0, 0, 3));
+  }
+  at::Tensor copy = a.detach().to(at::kBFloat16);
+  Adam with_copy({a}), plain({b});
+  with_copy.set_bfloat16_copy(a, copy);
+  const auto copy_version = copy._version(), param_version = a._version();
+  for (int step = 0; step < 3; ++step) {
+    const at::Tensor grad = torch::randn({n}).to(at::kBFloat16);
+    grad.narrow(0, 0, 3).zero_();  // the halfway values stay where they are
+    a.mutable_grad() = grad;
+    b.mutable_grad() = grad;
+    with_copy.step();
+    plain.step();
+    ASSERT_TRUE(torch::equal(copy, a.detach().to(at::kBFloat16))) << "step " << step;
+  }
+  EXPECT_TRUE(torch::equal(a, b));  // the update is unchanged
+  EXPECT_EQ(copy._version() - copy_version, a._version() - param_version);
+  EXPECT_EQ(a._version() - param_version, 3u);
+  EXPECT_TRUE(torch::equal(copy.narrow(0, 0, 3).to(at::kFloat),
+                           torch::tensor({1.0f, 1.015625f, -1.0f})));
+  // A state restored from a checkpoint keeps the registration.
+  Adam restored({a});
+  restored.set_bfloat16_copy(a, copy);
+  restored.load_state(with_copy.state(), "state");
+  a.mutable_grad() = torch::randn({n}).to(at::kBFloat16);
+  restored.step();
+  EXPECT_TRUE(torch::equal(copy, a.detach().to(at::kBFloat16)));
+}
+
+TEST(Adam, Bf16CopyMustBelongAndFit) {
+  auto a = torch::zeros({4, 3}).requires_grad_(true);
+  auto other = torch::zeros({4, 3}).requires_grad_(true);
+  Adam adam({a});
+  EXPECT_THROW(adam.set_bfloat16_copy(other, other.detach().to(at::kBFloat16)), Error);
+  EXPECT_THROW(adam.set_bfloat16_copy(a, torch::zeros({12}, at::kBFloat16)), Error);
+  EXPECT_THROW(adam.set_bfloat16_copy(a, torch::zeros({4, 3})), Error);
+  EXPECT_THROW(adam.set_bfloat16_copy(a, torch::zeros({3, 4}, at::kBFloat16).t()), Error);
+  EXPECT_NO_THROW(adam.set_bfloat16_copy(a, torch::zeros({4, 3}, at::kBFloat16)));
+}
+
 // The non-finite guard sees a NaN or an infinity wherever it is (the check runs in parallel
 // tasks over large gradients).
 TEST(Adam, GradientsFiniteFindsNanAndInfinityAnywhere) {

@@ -37,6 +37,12 @@ class Adam {
   void zero_grad();
   /// True when every gradient is finite (no inf or NaN): the non-finite guard's check.
   bool gradients_finite() const;
+  /// Registers `copy`, a contiguous bfloat16 tensor of `parameter`'s shape (bf16 training's
+  /// working copy of a convolution weight, see compute.h), to be rewritten by every step with
+  /// the updated parameter rounded to bfloat16, in the same pass as the update; its version is
+  /// bumped with the parameter's. Throws pix2pix::Error if `parameter` is not one of this
+  /// optimiser's or `copy` does not fit.
+  void set_bfloat16_copy(const at::Tensor& parameter, at::Tensor copy);
 
   double lr() const { return options_.lr; }
   void set_lr(double lr) { options_.lr = lr; }
@@ -52,6 +58,7 @@ class Adam {
   struct ParamState {
     at::Tensor exp_avg, exp_avg_sq;
     int64_t step = 0;
+    at::Tensor bf16_copy;  ///< set_bfloat16_copy's tensor, or undefined
   };
   std::vector<at::Tensor> parameters_;
   std::vector<ParamState> states_;

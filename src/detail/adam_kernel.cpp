@@ -1,5 +1,6 @@
 #include "detail/adam_kernel.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -16,9 +17,22 @@ inline float to_float(uint16_t bf16_bits) {
   return g;
 }
 
+// float -> bfloat16 bits, rounded to nearest even as c10::BFloat16 (and Tensor.to) rounds.
+// NaN becomes the quiet NaN 0x7fc0 (branch-free, so the loop vectorises).
+inline uint16_t to_bf16(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  const uint32_t rounded = (bits + ((bits >> 16) & 1u) + 0x7fffu) >> 16;
+  return static_cast<uint16_t>((bits & 0x7fffffffu) > 0x7f800000u ? 0x7fc0u : rounded);
+}
+
+// Elements per block when a bfloat16 copy is written: the block's updated parameters are still
+// in L1 when they are rounded.
+constexpr size_t kCopyBlock = 2048;
+
 template <typename Grad>
 void update(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, size_t n,
-            const AdamStep& hyper) {
+            const AdamStep& hyper, uint16_t* bf16_copy) {
   // torch: exp_avg.mul_(b1).add_(g, 1 - b1); exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2);
   // denom = exp_avg_sq.sqrt() / sqrt(bc2) + eps; param.addcdiv_(exp_avg, denom, -lr / bc1).
   // Scalars are computed in double and used as float, as ATen's float kernels do; ATen's
@@ -34,28 +48,35 @@ void update(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, s
   const float bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
   const float eps = static_cast<float>(hyper.eps);
   const float weight_decay = static_cast<float>(hyper.weight_decay);
-  for (size_t i = 0; i < n; ++i) {
-    float g = to_float(grad[i]);
-    if (weight_decay != 0.0f) g = std::fma(param[i], weight_decay, g);
-    const float m = std::fma(g, one_minus_b1, exp_avg[i] * b1);
-    const float v = std::fma(one_minus_b2 * g, g, exp_avg_sq[i] * b2);
-    exp_avg[i] = m;
-    exp_avg_sq[i] = v;
-    const float denom = std::sqrt(v) / bias_correction2_sqrt + eps;
-    param[i] = param[i] + (step_size * m) / denom;
+  for (size_t begin = 0; begin < n; begin += kCopyBlock) {
+    const size_t end = bf16_copy ? std::min(n, begin + kCopyBlock) : n;
+    for (size_t i = begin; i < end; ++i) {
+      float g = to_float(grad[i]);
+      if (weight_decay != 0.0f) g = std::fma(param[i], weight_decay, g);
+      const float m = std::fma(g, one_minus_b1, exp_avg[i] * b1);
+      const float v = std::fma(one_minus_b2 * g, g, exp_avg_sq[i] * b2);
+      exp_avg[i] = m;
+      exp_avg_sq[i] = v;
+      const float denom = std::sqrt(v) / bias_correction2_sqrt + eps;
+      param[i] = param[i] + (step_size * m) / denom;
+    }
+    // A second sweep over the block just written (in cache) keeps both loops vectorised.
+    if (bf16_copy)
+      for (size_t i = begin; i < end; ++i) bf16_copy[i] = to_bf16(param[i]);
+    if (end == n) break;
   }
 }
 
 }  // namespace
 
 void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
-                 const AdamStep& hyper) {
-  update(param, grad, exp_avg, exp_avg_sq, n, hyper);
+                 const AdamStep& hyper, uint16_t* bf16_copy) {
+  update(param, grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy);
 }
 
 void adam_update(float* param, const uint16_t* bf16_grad, float* exp_avg, float* exp_avg_sq,
-                 size_t n, const AdamStep& hyper) {
-  update(param, bf16_grad, exp_avg, exp_avg_sq, n, hyper);
+                 size_t n, const AdamStep& hyper, uint16_t* bf16_copy) {
+  update(param, bf16_grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy);
 }
 
 bool all_finite(const float* data, size_t n) {

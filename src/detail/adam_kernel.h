@@ -15,13 +15,14 @@ struct AdamStep {
 
 /// One Adam step in a single pass over n elements: weight decay (L2, as torch.optim.Adam),
 /// first and second moments, bias corrections, update. Bitwise equal to torch.optim.Adam (1.13,
-/// CPU, single-tensor path).
+/// CPU, single-tensor path). When bf16_copy is not null, it receives the updated parameters
+/// rounded to bfloat16 (nearest even, as Tensor.to(kBFloat16)) while they are still in cache.
 void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
-                 const AdamStep& hyper);
+                 const AdamStep& hyper, uint16_t* bf16_copy = nullptr);
 /// The same with a bfloat16 gradient (its bits): each value is widened to float exactly, so the
 /// result equals the float version given the widened gradient.
 void adam_update(float* param, const uint16_t* bf16_grad, float* exp_avg, float* exp_avg_sq,
-                 size_t n, const AdamStep& hyper);
+                 size_t n, const AdamStep& hyper, uint16_t* bf16_copy = nullptr);
 
 /// True when none of the n floats is infinite or NaN (one vectorised pass over the bits).
 bool all_finite(const float* data, size_t n);

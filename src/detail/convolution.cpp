@@ -159,19 +159,29 @@ at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& w
                                         std::move(output_padding));
 }
 
-at::Tensor Bf16Cache::get(const at::Tensor& parameter) {
-  if (!copy_.defined() || data_ != parameter.data_ptr() || version_ != parameter._version()) {
+at::Tensor Bf16Cache::current(const at::Tensor& parameter) {
+  const bool stale =
+      !copy_.defined() || data_ != parameter.data_ptr() ||
+      static_cast<int64_t>(parameter._version()) - static_cast<int64_t>(copy_._version()) !=
+          version_offset_;
+  if (stale) {
     at::NoGradGuard no_grad;
     if (copy_.defined() && copy_.sizes() == parameter.sizes())
       copy_.copy_(parameter);  // refreshed in place: no allocation (nothing saved it since)
     else
       copy_ = parameter.to(at::kBFloat16).contiguous();
     data_ = parameter.data_ptr();
-    version_ = static_cast<int64_t>(parameter._version());
+    version_offset_ =
+        static_cast<int64_t>(parameter._version()) - static_cast<int64_t>(copy_._version());
   }
-  if (at::GradMode::is_enabled() && parameter.requires_grad())
-    return Bf16WeightGradient::apply(parameter, copy_);
   return copy_;
+}
+
+at::Tensor Bf16Cache::get(const at::Tensor& parameter) {
+  const at::Tensor copy = current(parameter);
+  if (at::GradMode::is_enabled() && parameter.requires_grad())
+    return Bf16WeightGradient::apply(parameter, copy);
+  return copy;
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
@@ -233,6 +243,21 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
     return torch::nn::ConvTranspose2dImpl::forward(input, output_size);
   return add_bias(conv_transpose2d_as_gradient(input, weight, stride, padding, output_padding),
                   bias);
+}
+
+std::vector<std::pair<at::Tensor, at::Tensor>> bf16_working_copies(torch::nn::Module& module) {
+  std::vector<std::pair<at::Tensor, at::Tensor>> pairs;
+  auto add = [&](torch::nn::Module& layer) {
+    if (auto* conv = dynamic_cast<Conv2dImpl*>(&layer)) {
+      if (is_bf16(conv->compute)) pairs.emplace_back(conv->weight, conv->bf16_weight());
+    } else if (auto* transposed = dynamic_cast<ConvTranspose2dImpl*>(&layer)) {
+      if (is_bf16(transposed->compute))
+        pairs.emplace_back(transposed->weight, transposed->bf16_weight());
+    }
+  };
+  add(module);
+  for (const auto& child : module.modules(/*include_self=*/false)) add(*child);
+  return pairs;
 }
 
 }  // namespace pix2pix::detail

@@ -8,6 +8,7 @@
 #include <torch/nn/modules/conv.h>
 
 #include <cstdint>
+#include <utility>
 #include <vector>
 
 #include "pix2pix/compute.h"
@@ -21,8 +22,12 @@ at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& w
                                         std::vector<int64_t> stride, std::vector<int64_t> padding,
                                         std::vector<int64_t> output_padding);
 
-/// Keeps the bfloat16 working copy of a float32 parameter: it is refreshed (in place) when the
-/// parameter's storage or version (any in-place change, such as an optimiser step) differs.
+/// Keeps the bfloat16 working copy of a float32 parameter. The copy is current while the
+/// parameter's storage is the same and the parameter and the copy have changed in place equally
+/// often since the copy was made: pix2pix::Adam::set_bfloat16_copy rewrites the copy in the same
+/// pass as each step and bumps both versions. Any other in-place change of the parameter (a
+/// step without the copy registered, loading a checkpoint) makes the copy stale, and it is then
+/// refreshed (in place) on the next use.
 class Bf16Cache {
  public:
   Bf16Cache() = default;
@@ -32,7 +37,7 @@ class Bf16Cache {
   Bf16Cache& operator=(const Bf16Cache&) {
     copy_ = at::Tensor();
     data_ = nullptr;
-    version_ = -1;
+    version_offset_ = 0;
     return *this;
   }
 
@@ -40,11 +45,13 @@ class Bf16Cache {
   /// the copy is differentiable: its gradient is left, in bfloat16, on `parameter.grad()` (summed
   /// in float32 when several arrive), never cast back to float32 by autograd.
   at::Tensor get(const at::Tensor& parameter);
+  /// The copy itself, made current (not differentiable): what an optimiser keeps up to date.
+  at::Tensor current(const at::Tensor& parameter);
 
  private:
   at::Tensor copy_;
   const void* data_ = nullptr;
-  int64_t version_ = -1;
+  int64_t version_offset_ = 0;  ///< parameter's version minus copy's when the copy was made
 };
 
 /// torch::nn::Conv2d whose forward follows `compute`.
@@ -52,6 +59,8 @@ class Conv2dImpl : public torch::nn::Conv2dImpl {
  public:
   using torch::nn::Conv2dImpl::Conv2dImpl;
   at::Tensor forward(const at::Tensor& input);
+  /// The weight's bfloat16 working copy (made current), used when `compute` is bfloat16.
+  at::Tensor bf16_weight() { return weight16_.current(weight); }
   ComputeOptions compute;
 
  private:
@@ -65,6 +74,8 @@ class ConvTranspose2dImpl : public torch::nn::ConvTranspose2dImpl {
   using torch::nn::ConvTranspose2dImpl::ConvTranspose2dImpl;
   at::Tensor forward(const at::Tensor& input,
                      const c10::optional<at::IntArrayRef>& output_size = c10::nullopt);
+  /// The weight's bfloat16 working copy (made current), used when `compute` is bfloat16.
+  at::Tensor bf16_weight() { return weight16_.current(weight); }
   ComputeOptions compute;
 
  protected:
@@ -74,5 +85,9 @@ class ConvTranspose2dImpl : public torch::nn::ConvTranspose2dImpl {
   Bf16Cache weight16_;
 };
 TORCH_MODULE(ConvTranspose2d);
+
+/// Every convolution weight inside `module` whose layer computes in bfloat16, with its working
+/// copy (made current): the pairs an optimiser registers with Adam::set_bfloat16_copy.
+std::vector<std::pair<at::Tensor, at::Tensor>> bf16_working_copies(torch::nn::Module& module);
 
 }  // namespace pix2pix::detail
