@@ -88,7 +88,10 @@ NLayerDiscriminator::NLayerDiscriminator(const DiscriminatorOptions& options)
   model_ = register_module("model", layers);
 }
 
-at::Tensor NLayerDiscriminator::forward(at::Tensor input) { return model_->forward(input); }
+// bf16 networks carry bfloat16 activations inside; outputs are float32 whatever the precision.
+at::Tensor NLayerDiscriminator::forward(at::Tensor input) {
+  return model_->forward(input).to(at::kFloat);
+}
 
 PixelDiscriminator::PixelDiscriminator(const DiscriminatorOptions& options)
     : Discriminator(options) {
@@ -109,7 +112,9 @@ PixelDiscriminator::PixelDiscriminator(const DiscriminatorOptions& options)
   net_ = register_module("net", layers);
 }
 
-at::Tensor PixelDiscriminator::forward(at::Tensor input) { return net_->forward(input); }
+at::Tensor PixelDiscriminator::forward(at::Tensor input) {
+  return net_->forward(input).to(at::kFloat);
+}
 
 ImageDiscriminator::ImageDiscriminator(const DiscriminatorOptions& options)
     : Discriminator(options) {
@@ -123,7 +128,7 @@ ImageDiscriminator::ImageDiscriminator(const DiscriminatorOptions& options)
 at::Tensor ImageDiscriminator::forward(at::Tensor input) {
   at::Tensor features = model_->forward(input);
   // Average over every position: one decision for the whole image, whatever its size.
-  at::Tensor pooled = features.mean({2, 3}, /*keepdim=*/true);
+  at::Tensor pooled = features.to(at::kFloat).mean({2, 3}, /*keepdim=*/true);
   return head_->forward(pooled);
 }
 

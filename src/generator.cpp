@@ -40,6 +40,19 @@ nn::AnyModule leaky_relu() {
 }
 nn::AnyModule relu() { return nn::AnyModule(nn::ReLU(nn::ReLUOptions(true))); }
 
+// nn::ReflectionPad2d that also takes bfloat16 activations (libtorch 1.13 has no bfloat16
+// reflection padding): they are padded in float32; the convolution that follows rounds them
+// back. No parameters, so state_dict keys are unchanged.
+struct ReflectionPadImpl : nn::Module {
+  explicit ReflectionPadImpl(int64_t size) : size(size) {}
+  at::Tensor forward(const at::Tensor& x) {
+    return at::reflection_pad2d(x.scalar_type() == at::kBFloat16 ? x.to(at::kFloat) : x,
+                                {size, size, size, size});
+  }
+  int64_t size;
+};
+TORCH_MODULE(ReflectionPad);
+
 // Resize-convolution: upsample x2, then a 3x3 convolution (keys `<index>.conv.*`).
 struct ResizeConvImpl : nn::Module {
   ResizeConvImpl(Upsampling mode, int64_t in, int64_t out, bool bias,
@@ -174,13 +187,13 @@ struct ResNetBlockImpl : nn::Module {
   ResNetBlockImpl(int64_t dim, const GeneratorOptions& options) {
     const bool bias = detail::conv_bias_for(options.norm);
     nn::Sequential block;
-    block->push_back(nn::ReflectionPad2d(1));
+    block->push_back(ReflectionPad(1));
     detail::Conv2d conv1(nn::Conv2dOptions(dim, dim, 3).bias(bias));
     block->push_back(conv1);
     block->push_back(detail::make_norm_layer(options.norm, dim));
     block->push_back(relu());
     if (options.dropout) block->push_back(nn::Dropout(0.5));
-    block->push_back(nn::ReflectionPad2d(1));
+    block->push_back(ReflectionPad(1));
     detail::Conv2d conv2(nn::Conv2dOptions(dim, dim, 3).bias(bias));
     block->push_back(conv2);
     block->push_back(detail::make_norm_layer(options.norm, dim));
@@ -212,7 +225,10 @@ UNetGenerator::UNetGenerator(const GeneratorOptions& options) : Generator(option
   model_ = register_module("model", level.get<detail::UNetBlock>());
 }
 
-at::Tensor UNetGenerator::forward(at::Tensor input) { return model_->forward(input); }
+// bf16 networks carry bfloat16 activations inside; outputs are float32 whatever the precision.
+at::Tensor UNetGenerator::forward(at::Tensor input) {
+  return model_->forward(input).to(at::kFloat);
+}
 
 int64_t UNetGenerator::size_multiple() const { return int64_t{1} << options_.num_downs; }
 
@@ -222,7 +238,7 @@ ResNetGenerator::ResNetGenerator(const GeneratorOptions& options, int64_t n_bloc
   const bool bias = detail::conv_bias_for(options.norm);
   const int64_t ngf = options.ngf;
   nn::Sequential layers;
-  layers->push_back(nn::ReflectionPad2d(3));
+  layers->push_back(ReflectionPad(3));
   detail::Conv2d first(nn::Conv2dOptions(options.input_nc, ngf, 7).bias(bias));
   layers->push_back(first);
   layers->push_back(detail::make_norm_layer(options.norm, ngf));
@@ -248,14 +264,16 @@ ResNetGenerator::ResNetGenerator(const GeneratorOptions& options, int64_t n_bloc
     layers->push_back(detail::make_norm_layer(options.norm, ngf * mult / 2));
     layers->push_back(relu());
   }
-  layers->push_back(nn::ReflectionPad2d(3));
+  layers->push_back(ReflectionPad(3));
   detail::Conv2d last(nn::Conv2dOptions(ngf, options.output_nc, 7));
   layers->push_back(last);
   layers->push_back(nn::Tanh());
   model_ = register_module("model", layers);
 }
 
-at::Tensor ResNetGenerator::forward(at::Tensor input) { return model_->forward(input); }
+at::Tensor ResNetGenerator::forward(at::Tensor input) {
+  return model_->forward(input).to(at::kFloat);
+}
 
 std::shared_ptr<Generator> make_generator(const GeneratorOptions& options) {
   if (options.net.rfind("unet", 0) == 0) return std::make_shared<UNetGenerator>(options);

@@ -113,8 +113,10 @@ at::Tensor SyncBatchNorm2dImpl::forward(const at::Tensor& input) {
   if (!is_training() || !communicator_ || communicator_->world_size() == 1)
     return at::batch_norm(input, weight, bias, running_mean, running_var, is_training(), momentum,
                           eps, /*cudnn_enabled=*/false);
-  return SyncBatchNormFunction::apply(input, weight, bias, running_mean, running_var, momentum, eps,
-                                      reinterpret_cast<int64_t>(communicator_.get()));
+  // bf16 activations are normalised in float32 (the statistics are sums in double anyway).
+  return SyncBatchNormFunction::apply(input.to(at::kFloat), weight, bias, running_mean, running_var,
+                                      momentum, eps, reinterpret_cast<int64_t>(communicator_.get()))
+      .to(input.scalar_type());
 }
 
 int set_communicator(torch::nn::Module& network,

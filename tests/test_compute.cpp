@@ -6,9 +6,11 @@
 
 #include "detail/convolution.h"
 #include "pix2pix/compute.h"
+#include "pix2pix/discriminator.h"
 #include "pix2pix/error.h"
 #include "pix2pix/generator.h"
 #include "pix2pix/init.h"
+#include "pix2pix/losses.h"
 #include "pix2pix/optim.h"
 #include "pix2pix/trainer.h"
 
@@ -165,8 +167,10 @@ TEST(Compute, Bf16MatmulFormEqualsConvolutionForwardAndBackward) {
     for (size_t i = 0; i < results[0].size(); ++i) {
       SCOPED_TRACE("tensor " + std::to_string(i) + " (0: output, 1: input gradient, 2: weight" +
                    " gradient, 3: bias gradient)");
-      // The weight's gradient stays in bfloat16 (the optimiser reads it); the rest is float32.
-      EXPECT_EQ(results[2][i].scalar_type(), i == 2 ? at::kBFloat16 : at::kFloat);
+      // The weight's gradient stays in bfloat16 (the optimiser reads it); so does the output of
+      // a layer without a bias (the next layer takes it as it is); the rest is float32.
+      EXPECT_EQ(results[2][i].scalar_type(),
+                i == 2 || (i == 0 && !c.bias) ? at::kBFloat16 : at::kFloat);
       EXPECT_EQ(results[0][i].scalar_type(), at::kFloat);
       EXPECT_LT(relative_error(results[2][i], results[0][i]), 0.02);  // bf16 vs fp32
       EXPECT_LT(relative_error(results[2][i], results[1][i]), 0.02);  // matmul vs oneDNN form
@@ -335,6 +339,67 @@ TEST(Compute, Bf16WorkingCopyTracksInPlaceChanges) {
   const auto version = copy._version();
   EXPECT_TRUE(torch::equal(conv->bf16_weight(), conv->weight.detach().to(at::kBFloat16)));
   EXPECT_EQ(copy._version(), version);  // no refresh was needed
+}
+
+// bf16 activations flow between layers of every architecture: each generator, discriminator,
+// normalisation, upsampling and GAN loss (with the WGAN-GP penalty's double backward) trains
+// in bf16 with finite losses, float32 outputs and a float32 master weight update.
+TEST(Compute, Bf16TrainsEveryArchitecture) {
+  struct Case {
+    std::string net_g;
+    Upsampling upsampling;
+    std::string net_d;
+    Norm norm;
+    GanMode gan;
+    double lambda_gp;
+  };
+  std::vector<Case> cases;
+  for (const Norm norm : {Norm::kBatch, Norm::kInstance, Norm::kNone})
+    for (const std::string net_g : {"unet", "resnet_6blocks"}) {
+      cases.push_back({net_g, Upsampling::kTransposed, "basic", norm, GanMode::kVanilla, 0});
+      cases.push_back({net_g, Upsampling::kResizeNearest, "pixel", norm, GanMode::kLsgan, 0});
+      cases.push_back({net_g, Upsampling::kResizeBilinear, "image", norm, GanMode::kWgangp, 10});
+    }
+  const ComputeOptions bf16{Precision::kBFloat16, TransposedConv::kAuto, 8};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.net_g + " " + to_string(c.upsampling) + " " + c.net_d + " " + to_string(c.norm) +
+                 " " + to_string(c.gan));
+    torch::manual_seed(0);
+    GeneratorOptions g_options;
+    g_options.net = c.net_g;
+    g_options.num_downs = 5;
+    g_options.ngf = 8;
+    g_options.norm = c.norm;
+    g_options.upsampling = c.upsampling;
+    auto generator = make_generator(g_options);
+    DiscriminatorOptions d_options;
+    d_options.net = c.net_d;
+    d_options.ndf = 8;
+    d_options.norm = c.norm;
+    auto discriminator = make_discriminator(d_options);
+    init_weights(*generator);
+    init_weights(*discriminator);
+    set_compute(*generator, bf16);
+    set_compute(*discriminator, bf16);
+    ObjectiveOptions objective;
+    objective.gan_mode = c.gan;
+    objective.lambda_gp = c.lambda_gp;
+    Pix2PixStep step(generator, discriminator, objective, {}, {});
+    const at::Tensor a = torch::rand({2, 3, 32, 32}) * 2 - 1, b = -a;
+    const at::Tensor w0 = generator->parameters()[0].detach().clone();
+    for (int i = 0; i < 2; ++i) {
+      const StepStats stats = step.step(a, b);
+      for (double v : {stats.g_gan, stats.g_l1, stats.d_real, stats.d_fake, stats.gradient_penalty})
+        ASSERT_TRUE(std::isfinite(v)) << "step " << i;
+    }
+    EXPECT_FALSE(torch::equal(w0, generator->parameters()[0]));
+    generator->eval();
+    torch::NoGradGuard no_grad;
+    const at::Tensor fake = generator->forward(a);
+    EXPECT_EQ(fake.scalar_type(), at::kFloat);
+    EXPECT_EQ(fake.sizes(), b.sizes());
+    EXPECT_EQ(discriminator->forward(at::cat({a, fake}, 1)).scalar_type(), at::kFloat);
+  }
 }
 
 TEST(Compute, ParsesNames) {

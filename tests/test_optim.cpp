@@ -138,8 +138,8 @@ TEST(Adam, Bf16CopyEqualsTheRoundedParameterAfterEveryStep) {
   EXPECT_TRUE(torch::equal(a, b));  // the update is unchanged
   EXPECT_EQ(copy._version() - copy_version, a._version() - param_version);
   EXPECT_EQ(a._version() - param_version, 3u);
-  EXPECT_TRUE(torch::equal(copy.narrow(0, 0, 3).to(at::kFloat),
-                           torch::tensor({1.0f, 1.015625f, -1.0f})));
+  EXPECT_TRUE(
+      torch::equal(copy.narrow(0, 0, 3).to(at::kFloat), torch::tensor({1.0f, 1.015625f, -1.0f})));
   // A state restored from a checkpoint keeps the registration.
   Adam restored({a});
   restored.set_bfloat16_copy(a, copy);

@@ -18,10 +18,13 @@ namespace pix2pix {
 enum class Precision {
   kFloat32,   ///< everything in float32 (the reference's numbers)
   kBFloat16,  ///< convolutions in bfloat16 (each layer keeps a bfloat16 working copy of its
-              ///< float32 master weight, refreshed after every optimiser step); batch norm,
-              ///< activations between layers, losses float32. Training leaves the convolution
-              ///< weights' gradients in bfloat16 (as the convolutions compute them) on the
-              ///< float32 weights; pix2pix::Adam reads them as they are.
+              ///< float32 master weight, refreshed after every optimiser step). Activations
+              ///< between layers stay bfloat16: batch norm takes them with float32 parameters
+              ///< and statistics; a layer with a bias (first and last layers, and all under
+              ///< instance norm) adds it in float32 and hands on float32. Networks' outputs and
+              ///< losses are float32. Training leaves the convolution weights' gradients in
+              ///< bfloat16 (as the convolutions compute them) on the float32 weights;
+              ///< pix2pix::Adam reads them as they are.
 };
 
 /// "fp32" | "bf16" (also "float32", "bfloat16").

@@ -107,6 +107,14 @@ at::Tensor add_bias(const at::Tensor& y, const at::Tensor& bias) {
   return bias.defined() ? y + bias.view({1, -1, 1, 1}) : y;
 }
 
+// A bfloat16 layer's output: without a bias, the bfloat16 result as it is (activations stay
+// bfloat16 up to the next layer; batch norm takes them with its float32 parameters); with one
+// (the networks' first and last layers, and all layers under instance norm), float32 plus the
+// float32 bias, so that outputs and losses see no second rounding.
+at::Tensor bf16_output(const at::Tensor& y, const at::Tensor& bias) {
+  return bias.defined() ? add_bias(y.to(at::kFloat), bias) : y;
+}
+
 // The matrix-product forms below multiply 2-D matrices only (samples side by side along the
 // columns), arranged so that every weight and weight gradient is a contiguous matrix: at::mm
 // takes transposed operands as they are, and no weight-sized copy is made forward or backward.
@@ -128,7 +136,9 @@ at::Tensor conv2d_as_matmul(const at::Tensor& x, const at::Tensor& weight,
   const int64_t wo = (x.size(3) + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
   const at::Tensor columns = at::im2col(x, {kh, kw}, dilation, padding, stride);       // N, C*K, L
   const at::Tensor y = at::mm(weight.view({out, -1}), samples_side_by_side(columns));  // O, N*L
-  return n == 1 ? y.view({1, out, ho, wo})
+  // _unsafe_view: the result is not an autograd view of the product, so the in-place
+  // activations that follow need no view bookkeeping (as torch's own matmul does).
+  return n == 1 ? at::_unsafe_view(y, {1, out, ho, wo})
                 : y.view({out, n, ho, wo}).permute({1, 0, 2, 3}).contiguous();
 }
 
@@ -203,7 +213,8 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
       pad_options.mode(torch::kReplicate);
     else
       pad_options.mode(torch::kCircular);
-    x = F::pad(x, pad_options);
+    // libtorch 1.13 has no bfloat16 reflection or replication padding: pad in float32.
+    x = F::pad(x.scalar_type() == at::kBFloat16 ? x.to(at::kFloat) : x, pad_options);
     padding = {0, 0};
   }
   const auto stride = to_vector(options.stride());
@@ -213,7 +224,7 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
   at::Tensor y = options.groups() == 1 && small_input(x, compute.matmul_max_side)
                      ? conv2d_as_matmul(x16, w16, stride, padding, dilation)
                      : at::conv2d(x16, w16, {}, stride, padding, dilation, options.groups());
-  return add_bias(y.to(at::kFloat), bias);
+  return bf16_output(y, bias);
 }
 
 at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
@@ -233,7 +244,7 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
     at::Tensor y = small_input(input, compute.matmul_max_side_transposed)
                        ? conv_transpose2d_as_matmul(x16, w16, stride, padding, output_padding)
                        : conv_transpose2d_as_gradient(x16, w16, stride, padding, output_padding);
-    return add_bias(y.to(at::kFloat), bias);
+    return bf16_output(y, bias);
   }
   const bool gradient_form =
       compute.transposed == TransposedConv::kGradient ||
