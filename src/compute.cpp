@@ -43,17 +43,10 @@ int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options) {
   if (options.matmul_max_side < 0 || options.matmul_max_side_transposed < 0)
     throw Error("ComputeOptions", "matmul_max_side and matmul_max_side_transposed must be >= 0");
   int64_t count = 0;
-  auto set_one = [&](torch::nn::Module& layer) {
-    if (auto* conv = dynamic_cast<detail::Conv2dImpl*>(&layer)) {
-      conv->compute = options;
-      ++count;
-    } else if (auto* transposed = dynamic_cast<detail::ConvTranspose2dImpl*>(&layer)) {
-      transposed->compute = options;
-      ++count;
-    }
-  };
-  set_one(module);
-  for (const auto& child : module.modules(/*include_self=*/false)) set_one(*child);
+  detail::for_each_convolution(module, [&](auto& layer) {
+    layer.compute = options;
+    ++count;
+  });
   return count;
 }
 

@@ -48,8 +48,9 @@ void update(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, s
   const float bias_correction2_sqrt = static_cast<float>(std::sqrt(bias_correction2));
   const float eps = static_cast<float>(hyper.eps);
   const float weight_decay = static_cast<float>(hyper.weight_decay);
-  for (size_t begin = 0; begin < n; begin += kCopyBlock) {
-    const size_t end = bf16_copy ? std::min(n, begin + kCopyBlock) : n;
+  const size_t block = bf16_copy ? kCopyBlock : n;  // one pass when there is no copy
+  for (size_t begin = 0; begin < n; begin += block) {
+    const size_t end = std::min(n, begin + block);
     for (size_t i = begin; i < end; ++i) {
       float g = to_float(grad[i]);
       if (weight_decay != 0.0f) g = std::fma(param[i], weight_decay, g);
@@ -63,7 +64,6 @@ void update(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, s
     // A second sweep over the block just written (in cache) keeps both loops vectorised.
     if (bf16_copy)
       for (size_t i = begin; i < end; ++i) bf16_copy[i] = to_bf16(param[i]);
-    if (end == n) break;
   }
 }
 

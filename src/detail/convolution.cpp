@@ -258,16 +258,9 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
 
 std::vector<std::pair<at::Tensor, at::Tensor>> bf16_working_copies(torch::nn::Module& module) {
   std::vector<std::pair<at::Tensor, at::Tensor>> pairs;
-  auto add = [&](torch::nn::Module& layer) {
-    if (auto* conv = dynamic_cast<Conv2dImpl*>(&layer)) {
-      if (is_bf16(conv->compute)) pairs.emplace_back(conv->weight, conv->bf16_weight());
-    } else if (auto* transposed = dynamic_cast<ConvTranspose2dImpl*>(&layer)) {
-      if (is_bf16(transposed->compute))
-        pairs.emplace_back(transposed->weight, transposed->bf16_weight());
-    }
-  };
-  add(module);
-  for (const auto& child : module.modules(/*include_self=*/false)) add(*child);
+  for_each_convolution(module, [&](auto& layer) {
+    if (is_bf16(layer.compute)) pairs.emplace_back(layer.weight, layer.bf16_weight());
+  });
   return pairs;
 }
 

@@ -86,6 +86,20 @@ class ConvTranspose2dImpl : public torch::nn::ConvTranspose2dImpl {
 };
 TORCH_MODULE(ConvTranspose2d);
 
+/// Calls `visit` with every convolution layer of this library inside `module` (itself
+/// included): a Conv2dImpl& or a ConvTranspose2dImpl&.
+template <typename Visit>
+void for_each_convolution(torch::nn::Module& module, Visit visit) {
+  auto one = [&](torch::nn::Module& layer) {
+    if (auto* conv = dynamic_cast<Conv2dImpl*>(&layer))
+      visit(*conv);
+    else if (auto* transposed = dynamic_cast<ConvTranspose2dImpl*>(&layer))
+      visit(*transposed);
+  };
+  one(module);
+  for (const auto& child : module.modules(/*include_self=*/false)) one(*child);
+}
+
 /// Every convolution weight inside `module` whose layer computes in bfloat16, with its working
 /// copy (made current): the pairs an optimiser registers with Adam::set_bfloat16_copy.
 std::vector<std::pair<at::Tensor, at::Tensor>> bf16_working_copies(torch::nn::Module& module);
