@@ -54,18 +54,16 @@ TEST(Benchmark, PatchGanForwardWork) {
   EXPECT_NEAR(work.flops / 1e9, 6.39, 0.01);
 }
 
-// bf16 convolutions on small maps run as matrix products: the count is the same work as the
-// float32 network's convolutions, forward and backward.
+// Convolutions on small maps run as matrix products (float32: transposed ones; bf16: all): the
+// count is the same work as libtorch's own layers, forward and backward.
 TEST(Benchmark, MatrixProductFormCountsTheSameWork) {
-  auto count = [](Precision precision) {
+  auto count = [](const ComputeOptions& compute) {
     torch::manual_seed(0);
     GeneratorOptions options;
     options.net = "unet";
     options.num_downs = 6;
     options.ngf = 8;
     auto g = make_generator(options);
-    ComputeOptions compute;
-    compute.precision = precision;
     set_compute(*g, compute);
     const at::Tensor x = torch::rand({2, 3, 64, 64});
     at::Tensor y;
@@ -73,13 +71,21 @@ TEST(Benchmark, MatrixProductFormCountsTheSameWork) {
     const ConvolutionWork backward = count_convolution_flops([&] { y.sum().backward(); });
     return std::make_pair(forward, backward);
   };
-  const auto [fp32_forward, fp32_backward] = count(Precision::kFloat32);
-  const auto [bf16_forward, bf16_backward] = count(Precision::kBFloat16);
-  EXPECT_EQ(fp32_forward.matmul_calls, 0);
-  EXPECT_GT(bf16_forward.matmul_calls, 0);  // the 16x16 .. 1x1 maps
+  ComputeOptions native, fp32, bf16;
+  native.transposed = TransposedConv::kNative;
+  bf16.precision = Precision::kBFloat16;
+  const auto [native_forward, native_backward] = count(native);
+  const auto [fp32_forward, fp32_backward] = count(fp32);
+  const auto [bf16_forward, bf16_backward] = count(bf16);
+  EXPECT_EQ(native_forward.matmul_calls, 0);
+  EXPECT_EQ(fp32_forward.matmul_calls, 4);  // the transposed layers on 1x1 .. 8x8 inputs
+  EXPECT_GT(fp32_backward.matmul_calls, 0);
+  EXPECT_GT(bf16_forward.matmul_calls, 4);  // also the 16x16 .. 2x2 inputs of the down layers
   EXPECT_GT(bf16_backward.matmul_calls, 0);
-  EXPECT_DOUBLE_EQ(bf16_forward.flops, fp32_forward.flops);
-  EXPECT_DOUBLE_EQ(bf16_backward.flops, fp32_backward.flops);
+  EXPECT_DOUBLE_EQ(fp32_forward.flops, native_forward.flops);
+  EXPECT_DOUBLE_EQ(fp32_backward.flops, native_backward.flops);
+  EXPECT_DOUBLE_EQ(bf16_forward.flops, native_forward.flops);
+  EXPECT_DOUBLE_EQ(bf16_backward.flops, native_backward.flops);
 }
 
 TEST(Benchmark, MatmulPeakAndMemoryAreMeasured) {

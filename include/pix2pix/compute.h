@@ -37,7 +37,9 @@ std::string to_string(Precision precision);
 enum class TransposedConv {
   kNative,    ///< torch's conv_transpose2d: the reference's operations, bit for bit
   kGradient,  ///< the input gradient of a convolution (oneDNN): equal within float rounding
-  kAuto,      ///< the gradient form where it is faster (input side >= gradient_min_side)
+  kAuto,      ///< the fastest form measured here: a matrix product on small maps (input side
+              ///< <= matmul_max_side_transposed), else the gradient form where the input side
+              ///< is >= gradient_min_side, else torch's
 };
 
 /// "native" | "gradient" | "auto".
@@ -58,7 +60,9 @@ struct ComputeOptions {
   /// reordered by oneDNN on every call, which dominates on small maps); 0 turns this off.
   /// Measured with bench/layer_speed: faster up to 16 on the U-Net's layers, slower beyond.
   int64_t matmul_max_side = 16;
-  /// The same for transposed convolutions (a matrix product and col2im); faster up to 8.
+  /// The same for transposed convolutions (a matrix product and col2im); faster up to 8. Also
+  /// applies in float32 with TransposedConv::kAuto (numbers within float rounding of the
+  /// reference's), where it takes precedence over gradient_min_side.
   int64_t matmul_max_side_transposed = 8;
 };
 

@@ -246,6 +246,13 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
                        : conv_transpose2d_as_gradient(x16, w16, stride, padding, output_padding);
     return bf16_output(y, bias);
   }
+  // Float32, TransposedConv::kAuto: small maps as a matrix product and col2im (within float
+  // rounding of the reference's numbers; measured faster in the training step here than both
+  // slow_conv_transpose2d and the gradient form), larger ones as convolution gradients.
+  if (compute.transposed == TransposedConv::kAuto && plain_layer && !output_size &&
+      small_input(input, compute.matmul_max_side_transposed))
+    return add_bias(conv_transpose2d_as_matmul(input, weight, stride, padding, output_padding),
+                    bias);
   const bool gradient_form =
       compute.transposed == TransposedConv::kGradient ||
       (compute.transposed == TransposedConv::kAuto && input.dim() == 4 &&
