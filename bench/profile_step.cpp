@@ -3,7 +3,9 @@
 // minus the operators it called), measured with a RecordFunction observer on the calling thread.
 // Usage: profile_step [fp32|bf16] [steps=5] [size=256] [matmul_max_side=16]
 // [matmul_max_side_transposed=8] (ComputeOptions; 0 0 runs every bf16 convolution on oneDNN's
-// convolution). A benchmark, never a test.
+// convolution, and fp32 transposed ones as before the matrix-product form). Environment:
+// PROFILE_SHAPES=1 one row per operator and input shapes, PROFILE_ROWS=N rows printed (40).
+// A benchmark, never a test.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
