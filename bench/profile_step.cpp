@@ -138,7 +138,9 @@ int main(int argc, char** argv) {
              precision, wall, sum / steps);
   fmt::print("{:<70} {:>10} {:>8} {:>7} {:>12}\n", "operator", "ms/step", "calls", "share",
              "faults/step");
-  for (size_t i = 0; i < std::min<size_t>(rows.size(), std::getenv("PROFILE_ROWS") ? std::atoi(std::getenv("PROFILE_ROWS")) : 40); ++i)
+  const char* rows_wanted = std::getenv("PROFILE_ROWS");  // rows printed (default 40)
+  const size_t printed = std::min<size_t>(rows.size(), rows_wanted ? std::atoi(rows_wanted) : 40);
+  for (size_t i = 0; i < printed; ++i)
     fmt::print("{:<70} {:>10.2f} {:>8} {:>6.1f}% {:>12}\n", rows[i].first,
                1e3 * rows[i].second.self / steps, rows[i].second.calls / steps,
                100.0 * rows[i].second.self / sum, rows[i].second.faults / steps);
