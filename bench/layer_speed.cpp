@@ -1,8 +1,10 @@
-// Forward + backward time of each convolution of unet_256 (batch 1, 256x256) in bfloat16, once
-// on oneDNN's convolution and once as im2col and a matrix product (ComputeOptions::
-// matmul_max_side), interleaved; prints the medians and their ratio per layer. This is the
-// measurement behind the default thresholds (matmul_max_side 16, matmul_max_side_transposed 8).
-// Usage: layer_speed [reps=15]. A benchmark, never a test.
+// Forward + backward time of each convolution of unet_256 (batch 1, 256x256), once on oneDNN's
+// convolution and once as im2col and a matrix product, interleaved; prints the medians and their
+// ratio per layer. bf16: the measurement behind matmul_max_side (16) and
+// matmul_max_side_transposed (8). fp32: oneDNN (transposed layers as TransposedConv::kAuto runs
+// them without its matrix-product form: the gradient form from 8 pixels, torch's below) against
+// the matrix products of matmul_max_side_float32 and matmul_max_side_transposed.
+// Usage: layer_speed [reps=15] [bf16|fp32]. A benchmark, never a test.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/core.h>
@@ -37,6 +39,8 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const int reps = argc > 1 ? std::stoi(argv[1]) : 15;
+  const pix2pix::Precision precision =
+      pix2pix::parse_precision(argc > 2 ? argv[2] : "bf16");
   at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));  // as `bench`
   using namespace pix2pix;
   // unet_256: eight 4x4 stride-2 convolutions down, eight transposed ones up (skips concatenated).
@@ -46,11 +50,13 @@ int main(int argc, char** argv) {
       {true, 512, 512, 1},   {true, 1024, 512, 2},  {true, 1024, 512, 4},  {true, 1024, 512, 8},
       {true, 1024, 256, 16}, {true, 512, 128, 32},  {true, 256, 64, 64},   {true, 128, 3, 128}};
   ComputeOptions conv_form, matmul_form;
-  conv_form.precision = matmul_form.precision = Precision::kBFloat16;
+  conv_form.precision = matmul_form.precision = precision;
   conv_form.matmul_max_side = conv_form.matmul_max_side_transposed = 0;
+  conv_form.matmul_max_side_float32 = 0;
   matmul_form.matmul_max_side = matmul_form.matmul_max_side_transposed = 1 << 20;
-  fmt::print("bf16 forward + backward per layer, median of {} (ms), {} threads\n", reps,
-             at::get_num_threads());
+  matmul_form.matmul_max_side_float32 = 1 << 20;
+  fmt::print("{} forward + backward per layer, median of {} (ms), {} threads\n",
+             to_string(precision), reps, at::get_num_threads());
   fmt::print("{:<34} {:>10} {:>10} {:>8}\n", "layer (input side)", "oneDNN", "matmul", "ratio");
   at::manual_seed(0);
   for (const Layer& layer : layers) {

@@ -110,6 +110,7 @@ int main(int argc, char** argv) {
   compute.precision = parse_precision(precision);
   if (argc > 4) compute.matmul_max_side = std::stoll(argv[4]);
   if (argc > 5) compute.matmul_max_side_transposed = std::stoll(argv[5]);
+  if (argc > 6) compute.matmul_max_side_float32 = std::stoll(argv[6]);
   set_compute(*generator, compute);
   set_compute(*discriminator, compute);
   Pix2PixStep model(generator, discriminator, {}, {}, {});

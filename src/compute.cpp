@@ -40,8 +40,11 @@ std::string to_string(TransposedConv mode) {
 int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options) {
   if (options.gradient_min_side < 1)
     throw Error("ComputeOptions", "gradient_min_side must be at least 1");
-  if (options.matmul_max_side < 0 || options.matmul_max_side_transposed < 0)
-    throw Error("ComputeOptions", "matmul_max_side and matmul_max_side_transposed must be >= 0");
+  if (options.matmul_max_side < 0 || options.matmul_max_side_transposed < 0 ||
+      options.matmul_max_side_float32 < 0)
+    throw Error("ComputeOptions",
+                "matmul_max_side, matmul_max_side_transposed and matmul_max_side_float32 must be "
+                ">= 0");
   int64_t count = 0;
   detail::for_each_convolution(module, [&](auto& layer) {
     layer.compute = options;

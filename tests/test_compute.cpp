@@ -212,22 +212,29 @@ TEST(Compute, GeneratorInGradientFormMatchesNative) {
 }
 
 // The default float32 settings (TransposedConv::kAuto): transposed convolutions on maps up to
-// 8 pixels a side as a matrix product and col2im, larger ones in the gradient form. Forward and
-// weight gradients stay within float rounding of libtorch's transposed convolution, for a batch
-// of two (samples side by side in the product).
+// 8 pixels a side as a matrix product and col2im, larger ones in the gradient form, and
+// convolutions on maps up to 2 pixels a side as im2col and a matrix product. Forward and weight
+// gradients stay within float rounding of libtorch's convolutions, for a batch of two (samples
+// side by side in the product).
 TEST(Compute, GeneratorInAutoFormMatchesNative) {
-  auto native = small_unet(), automatic = small_unet(), no_matmul = small_unet();
+  auto native = small_unet(), automatic = small_unet(), no_matmul = small_unet(),
+       no_conv_matmul = small_unet();
   set_compute(*native, {Precision::kFloat32, TransposedConv::kNative});
   set_compute(*automatic, ComputeOptions{});
   ComputeOptions gradient_only;
   gradient_only.matmul_max_side_transposed = 0;
   set_compute(*no_matmul, gradient_only);
+  ComputeOptions transposed_matmul_only;
+  transposed_matmul_only.matmul_max_side_float32 = 0;
+  set_compute(*no_conv_matmul, transposed_matmul_only);
   torch::manual_seed(2);
-  const at::Tensor x = torch::rand({2, 3, 64, 64}) * 2 - 1;  // transposed inputs 2..32 a side
+  const at::Tensor x = torch::rand({2, 3, 32, 32}) * 2 - 1;  // convolution inputs 32..2 a side,
+                                                             // transposed ones 1..16
   const at::Tensor y1 = native->forward(x), y2 = automatic->forward(x);
   EXPECT_LT(relative_error(y2, y1), 1e-5);
-  // The matrix-product form ran: without it (same weights) the rounding differs.
+  // Both matrix-product forms ran: without either (same weights) the rounding differs.
   EXPECT_FALSE(torch::equal(y2, no_matmul->forward(x)));
+  EXPECT_FALSE(torch::equal(y2, no_conv_matmul->forward(x)));
   y1.square().sum().backward();
   y2.square().sum().backward();
   const auto p1 = native->parameters(), p2 = automatic->parameters();

@@ -94,12 +94,13 @@ TEST(TrainerReference, StepsAreBitwiseEqualToReference) {
 }
 
 // The default compute settings (transposed convolutions as matrix products on small maps and as
-// convolution gradients on larger ones) change only float rounding: the step's losses equal the
-// reference's within 1e-5 and the weights after the step are within 1e-5 of the reference's
-// except where a gradient is rounding noise. Adam's first step moves every weight by about +-lr
-// whatever the gradient's size, so a gradient whose sign is noise moves its weight by up to
-// 2 lr = 4e-4 (measured: 42 of 44.6M values; 5875 when the 8x8 layer used the gradient form too;
-// the reference against itself on 2 threads instead of 1: 33). Over more steps any rounding
+// convolution gradients on larger ones, the 2x2 down convolution as a matrix product) change
+// only float rounding: the step's losses equal the reference's within 1e-5 and the weights after
+// the step are within 1e-5 of the reference's except where a gradient is rounding noise. Adam's
+// first step moves every weight by about +-lr whatever the gradient's size, so a gradient whose
+// sign is noise moves its weight by up to 2 lr = 4e-4 (measured: 60 of 44.6M values; 42 before
+// the 2x2 down convolution became a matrix product; 5875 when the 8x8 transposed layer used the
+// gradient form too; the reference against itself on 2 threads instead of 1: 33). Over more steps any rounding
 // change grows: the reference on 2 threads instead of 1 ends 5 steps 0.12 apart in a batch-norm
 // running variance, ours with the gradient form 0.16.
 TEST(TrainerReference, DefaultStepIsWithinRoundingOfReference) {

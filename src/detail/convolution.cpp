@@ -195,7 +195,18 @@ at::Tensor Bf16Cache::get(const at::Tensor& parameter) {
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
-  if (!is_bf16(compute)) return torch::nn::Conv2dImpl::forward(input);
+  if (!is_bf16(compute)) {
+    // Float32, TransposedConv::kAuto: small maps as im2col + one matrix product (within float
+    // rounding of the reference's numbers), as bf16 does.
+    const auto* explicit_padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
+    if (compute.transposed == TransposedConv::kAuto && options.groups() == 1 && explicit_padding &&
+        c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()) &&
+        small_input(input, compute.matmul_max_side_float32))
+      return add_bias(conv2d_as_matmul(input, weight, to_vector(options.stride()),
+                                       to_vector(*explicit_padding), to_vector(options.dilation())),
+                      bias);
+    return torch::nn::Conv2dImpl::forward(input);
+  }
   // bfloat16: pad (if not zeros) and add the bias in float32, convolve in bfloat16.
   at::Tensor x = input;
   std::vector<int64_t> padding;
