@@ -2,8 +2,9 @@
 // on random inputs and prints a table of ATen operators by self time (time inside the operator
 // minus the operators it called), measured with a RecordFunction observer on the calling thread.
 // Usage: profile_step [fp32|bf16] [steps=5] [size=256] [matmul_max_side=16]
-// [matmul_max_side_transposed=8] (ComputeOptions; 0 0 runs every bf16 convolution on oneDNN's
-// convolution, and fp32 transposed ones as before the matrix-product form). Environment:
+// [matmul_max_side_transposed=8] [matmul_max_side_float32=2] (ComputeOptions; 0 0 runs every
+// bf16 convolution on oneDNN's convolution, and 16 0 0 every fp32 one as before the
+// matrix-product forms). Environment:
 // PROFILE_SHAPES=1 one row per operator and input shapes, PROFILE_ROWS=N rows printed (40).
 // A benchmark, never a test.
 #include <ATen/ATen.h>
