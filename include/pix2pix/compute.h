@@ -39,7 +39,8 @@ enum class TransposedConv {
   kGradient,  ///< the input gradient of a convolution (oneDNN): equal within float rounding
   kAuto,      ///< the fastest form measured here: a matrix product on small maps (input side
               ///< <= matmul_max_side_transposed), else the gradient form where the input side
-              ///< is >= gradient_min_side, else torch's
+              ///< is >= gradient_min_side, else torch's; also convolutions on maps of at most
+              ///< matmul_max_side_float32 a side as a matrix product
 };
 
 /// "native" | "gradient" | "auto".

@@ -86,9 +86,10 @@ void ComputeFlags::add_to(CLI::App* app) {
       ->check(CLI::IsMember({"fp32", "bf16"}))
       ->capture_default_str();
   app->add_option("--transposed-conv", transposed,
-                  "fp32 transposed convolutions: auto (matrix products on small maps, "
-                  "convolution gradients on larger ones), gradient (always), native (libtorch's: "
-                  "the reference's numbers bit for bit)")
+                  "fp32 convolution forms: auto (matrix products on small maps, transposed "
+                  "convolutions as convolution gradients on larger ones), gradient (transposed "
+                  "ones always as convolution gradients), native (libtorch's: the reference's "
+                  "numbers bit for bit)")
       ->check(CLI::IsMember({"auto", "gradient", "native"}))
       ->capture_default_str();
 }
