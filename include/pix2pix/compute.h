@@ -68,7 +68,7 @@ struct ComputeOptions {
   /// Float32 with TransposedConv::kAuto: convolutions (not transposed) whose input is at most
   /// this many pixels on its longer side run as im2col and one matrix product (numbers within
   /// float rounding of the reference's); 0 turns this off. Measured with `bench/layer_speed 15
-  /// fp32`: 0.63-0.65x oneDNN's time on the U-Net's 2x2 map, even at 4 and 8, slower beyond.
+  /// fp32`: 0.63-0.65x oneDNN's time on the U-Net's 2x2 map, equal at 4 and 8, slower beyond.
   int64_t matmul_max_side_float32 = 2;
 };
 
