@@ -39,8 +39,7 @@ int main(int argc, char** argv) {
   mallopt(M_MMAP_THRESHOLD, 1 << 30);
   mallopt(M_TRIM_THRESHOLD, 1 << 30);
   const int reps = argc > 1 ? std::stoi(argv[1]) : 15;
-  const pix2pix::Precision precision =
-      pix2pix::parse_precision(argc > 2 ? argv[2] : "bf16");
+  const pix2pix::Precision precision = pix2pix::parse_precision(argc > 2 ? argv[2] : "bf16");
   at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));  // as `bench`
   using namespace pix2pix;
   // unet_256: eight 4x4 stride-2 convolutions down, eight transposed ones up (skips concatenated).

@@ -100,9 +100,9 @@ TEST(TrainerReference, StepsAreBitwiseEqualToReference) {
 // first step moves every weight by about +-lr whatever the gradient's size, so a gradient whose
 // sign is noise moves its weight by up to 2 lr = 4e-4 (measured: 60 of 44.6M values; 42 before
 // the 2x2 down convolution became a matrix product; 5875 when the 8x8 transposed layer used the
-// gradient form too; the reference against itself on 2 threads instead of 1: 33). Over more steps any rounding
-// change grows: the reference on 2 threads instead of 1 ends 5 steps 0.12 apart in a batch-norm
-// running variance, ours with the gradient form 0.16.
+// gradient form too; the reference against itself on 2 threads instead of 1: 33). Over more steps
+// any rounding change grows: the reference on 2 threads instead of 1 ends 5 steps 0.12 apart in a
+// batch-norm running variance, ours with the gradient form 0.16.
 TEST(TrainerReference, DefaultStepIsWithinRoundingOfReference) {
   if (!test::have_python_torch()) GTEST_SKIP() << "needs /usr/bin/python3 with torch";
   const Difference d = difference_to_reference(1, ComputeOptions{}, 1e-6);

@@ -195,10 +195,10 @@ at::Tensor Bf16Cache::get(const at::Tensor& parameter) {
 }
 
 at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
+  const auto* explicit_padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
   if (!is_bf16(compute)) {
     // Float32, TransposedConv::kAuto: small maps as im2col + one matrix product (within float
     // rounding of the reference's numbers), as bf16 does.
-    const auto* explicit_padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding());
     if (compute.transposed == TransposedConv::kAuto && options.groups() == 1 && explicit_padding &&
         c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()) &&
         small_input(input, compute.matmul_max_side_float32))
@@ -209,12 +209,9 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
   }
   // bfloat16: pad (if not zeros) and add the bias in float32, convolve in bfloat16.
   at::Tensor x = input;
-  std::vector<int64_t> padding;
-  if (const auto* explicit_padding = c10::get_if<torch::ExpandingArray<2>>(&options.padding())) {
-    padding = to_vector(*explicit_padding);
-  } else {
+  if (!explicit_padding)
     throw Error("Conv2d", "bf16 needs explicit padding sizes", ErrorKind::kRuntime);
-  }
+  std::vector<int64_t> padding = to_vector(*explicit_padding);
   if (!c10::get_if<torch::enumtype::kZeros>(&options.padding_mode())) {
     namespace F = torch::nn::functional;
     F::PadFuncOptions pad_options(_reversed_padding_repeated_twice);
