@@ -2,7 +2,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <sys/resource.h>
+
+#include <functional>
 #include <limits>
+#include <utility>
 
 #include "pix2pix/error.h"
 #include "pix2pix/optim.h"
@@ -181,6 +185,46 @@ TEST(Adam, GradientsFiniteFindsNanAndInfinityAnywhere) {
   large.mutable_grad() = at::Tensor();  // no gradient: nothing to check
   small.mutable_grad()[4] = std::numeric_limits<float>::infinity();
   EXPECT_FALSE(adam.gradients_finite());
+}
+
+// CPU seconds used by the calling thread and by the whole process so far.
+std::pair<double, double> thread_and_process_cpu() {
+  const auto seconds = [](const rusage& u) {
+    return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+           1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+  };
+  rusage thread{}, process{};
+  getrusage(RUSAGE_THREAD, &thread);
+  getrusage(RUSAGE_SELF, &process);
+  return {seconds(thread), seconds(process)};
+}
+
+// The update and the gradient check are memory-bound passes split over the intra-op threads: with
+// two threads, the other thread does about half the work (a build whose at::parallel_for compiles
+// without OpenMP runs them on the calling thread alone, and takes twice as long in training).
+TEST(Adam, StepAndGradientCheckRunOnEveryIntraOpThread) {
+  const int previous = at::get_num_threads();
+  at::set_num_threads(2);
+  auto p = torch::randn({1 << 23}).requires_grad_(true);
+  p.mutable_grad() = torch::randn({1 << 23});
+  Adam adam({p});
+  adam.step();  // allocates the moments
+  const auto share_of_other_threads = [](const std::function<void()>& work) {
+    const auto [thread0, process0] = thread_and_process_cpu();
+    work();
+    const auto [thread1, process1] = thread_and_process_cpu();
+    const double caller = thread1 - thread0, others = (process1 - process0) - caller;
+    return others / (others + caller);
+  };
+  const double step_share = share_of_other_threads([&] {
+    for (int i = 0; i < 20; ++i) adam.step();
+  });
+  const double check_share = share_of_other_threads([&] {
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(adam.gradients_finite());
+  });
+  at::set_num_threads(previous);
+  EXPECT_GT(step_share, 0.25);  // an even split gives 0.5, a serial pass 0
+  EXPECT_GT(check_share, 0.25);
 }
 
 TEST(LrSchedule, LinearMatchesTheReferenceFormula) {
