@@ -1,8 +1,7 @@
 // The fused Adam (bitwise equal to torch's Adam) and the learning-rate schedules' curves.
 #include <gtest/gtest.h>
-#include <torch/torch.h>
-
 #include <sys/resource.h>
+#include <torch/torch.h>
 
 #include <functional>
 #include <limits>
