@@ -350,6 +350,40 @@ TEST(Compute, Bf16TrainingStepKeepsFiniteLosses) {
   }
 }
 
+// A bf16 weight used twice in one graph (the discriminator on fake and real pairs) gets the
+// float32 sum of its two bfloat16 gradients, in a buffer the layer keeps from step to step
+// (no weight-sized allocation per step); a further backward pass accumulates into it.
+TEST(Compute, Bf16WeightUsedTwiceSumsInAReusedFloat32Buffer) {
+  torch::manual_seed(0);
+  detail::Conv2d conv(torch::nn::Conv2dOptions(8, 16, 4).stride(2).padding(1).bias(false));
+  conv->compute.precision = Precision::kBFloat16;
+  const auto gradient_of = [&](const at::Tensor& x, double scale) {
+    conv->weight.mutable_grad() = at::Tensor();
+    (conv->forward(x) * scale).sum().backward();
+    EXPECT_EQ(conv->weight.grad().scalar_type(), at::kBFloat16);
+    return conv->weight.grad().to(at::kFloat);
+  };
+  at::Tensor previous;  // kept alive, so a fresh allocation could not land at its address
+  for (int step = 0; step < 2; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const at::Tensor x1 = torch::randn({1, 8, 16, 16}), x2 = torch::randn({1, 8, 16, 16});
+    const at::Tensor expected = gradient_of(x1, 1.0) + gradient_of(x2, 3.0);
+    conv->weight.mutable_grad() = at::Tensor();  // as Adam::zero_grad
+    (conv->forward(x1).sum() + (conv->forward(x2) * 3.0).sum()).backward();
+    const at::Tensor sum = conv->weight.grad();
+    ASSERT_EQ(sum.scalar_type(), at::kFloat);
+    EXPECT_TRUE(torch::equal(sum, expected));
+    if (step > 0) EXPECT_EQ(sum.data_ptr(), previous.data_ptr());  // the same buffer
+    previous = sum;
+    const at::Tensor before = sum.clone();
+    const at::Tensor third = gradient_of(x1, 0.5);
+    conv->weight.mutable_grad() = sum;
+    (conv->forward(x1) * 0.5).sum().backward();  // accumulation over a second backward pass
+    EXPECT_TRUE(torch::equal(conv->weight.grad(), before + third));
+    EXPECT_EQ(conv->weight.grad().data_ptr(), sum.data_ptr());
+  }
+}
+
 // A working copy goes stale when its weight changes in place without it (a loaded checkpoint)
 // and is refreshed on the next use; Adam keeps a registered copy current by itself.
 TEST(Compute, Bf16WorkingCopyTracksInPlaceChanges) {

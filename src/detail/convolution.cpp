@@ -68,11 +68,13 @@ struct ConvTransposeAsGradient : torch::autograd::Function<ConvTransposeAsGradie
 // the weight's gradient (bfloat16, as the convolution makes it) is left on the float32 weight
 // as it is: no cast of the weights forward or of their gradients backward. pix2pix::Adam reads
 // bfloat16 gradients directly. A weight used several times in one graph (the discriminator on
-// fake and real pairs) or over several backward passes (accumulation) sums in float32.
+// fake and real pairs) or over several backward passes (accumulation) sums in float32, in the
+// layer's reusable buffer `sum` (Bf16Cache::sum_; resized on first use).
 struct Bf16WeightGradient : torch::autograd::Function<Bf16WeightGradient> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
-                            const at::Tensor& working_copy) {
+                            const at::Tensor& working_copy, const at::Tensor& sum) {
     ctx->saved_data["weight"] = weight;
+    ctx->saved_data["sum"] = sum;
     return working_copy;  // autograd returns it as a view carrying this node
   }
 
@@ -81,14 +83,18 @@ struct Bf16WeightGradient : torch::autograd::Function<Bf16WeightGradient> {
     at::Tensor gradient = grad_outputs[0];
     if (gradient.defined()) {
       at::Tensor& sum = weight.mutable_grad();
-      if (!sum.defined())
+      if (!sum.defined()) {
         sum = gradient.contiguous();
-      else if (sum.scalar_type() != at::kFloat)
-        sum = sum.to(at::kFloat).add_(gradient);
-      else
+      } else if (sum.scalar_type() != at::kFloat) {
+        at::Tensor buffer = ctx->saved_data["sum"].toTensor();
+        if (!buffer.sizes().equals(weight.sizes())) buffer.resize_(weight.sizes());
+        buffer.copy_(sum);
+        sum = buffer.add_(gradient);
+      } else {
         sum.add_(gradient);
+      }
     }
-    return {at::Tensor(), at::Tensor()};  // nothing more for autograd to accumulate
+    return {at::Tensor(), at::Tensor(), at::Tensor()};  // nothing more for autograd to accumulate
   }
 };
 
@@ -189,8 +195,10 @@ at::Tensor Bf16Cache::current(const at::Tensor& parameter) {
 
 at::Tensor Bf16Cache::get(const at::Tensor& parameter) {
   const at::Tensor copy = current(parameter);
-  if (at::GradMode::is_enabled() && parameter.requires_grad())
-    return Bf16WeightGradient::apply(parameter, copy);
+  if (at::GradMode::is_enabled() && parameter.requires_grad()) {
+    if (!sum_.defined()) sum_ = at::empty({0}, parameter.options().dtype(at::kFloat));
+    return Bf16WeightGradient::apply(parameter, copy, sum_);
+  }
   return copy;
 }
 

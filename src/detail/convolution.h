@@ -36,6 +36,7 @@ class Bf16Cache {
   Bf16Cache(const Bf16Cache&) {}
   Bf16Cache& operator=(const Bf16Cache&) {
     copy_ = at::Tensor();
+    sum_ = at::Tensor();
     data_ = nullptr;
     version_offset_ = 0;
     return *this;
@@ -50,6 +51,10 @@ class Bf16Cache {
 
  private:
   at::Tensor copy_;
+  /// Float32 buffer, kept from step to step, in which a weight used more than once per backward
+  /// pass (the discriminator on fake and real pairs) sums its bfloat16 gradients: a fresh
+  /// weight-sized allocation every step costs more in page faults than the sum itself.
+  at::Tensor sum_;
   const void* data_ = nullptr;
   int64_t version_offset_ = 0;  ///< parameter's version minus copy's when the copy was made
 };
