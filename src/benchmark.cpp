@@ -52,8 +52,12 @@ int64_t convolution_macs(at::IntArrayRef input, at::IntArrayRef weight, at::IntA
 std::unique_ptr<at::ObserverContext> on_operator(const at::RecordFunction& fn) {
   if (!counting.load(std::memory_order_relaxed)) return nullptr;
   const char* name = fn.name();
-  const bool forward = std::strcmp(name, "aten::convolution") == 0;
-  const bool backward = !forward && std::strcmp(name, "aten::convolution_backward") == 0;
+  // pix2pix::convolution[_backward]: our bfloat16 convolutions called on oneDNN directly
+  // (ComputeOptions::onednn_direct), recorded with the aten operations' arguments.
+  const bool forward =
+      std::strcmp(name, "aten::convolution") == 0 || std::strcmp(name, "pix2pix::convolution") == 0;
+  const bool backward = !forward && (std::strcmp(name, "aten::convolution_backward") == 0 ||
+                                     std::strcmp(name, "pix2pix::convolution_backward") == 0);
   const bool mm = std::strcmp(name, "aten::mm") == 0;
   const bool addmm = std::strcmp(name, "aten::addmm") == 0;
   if (!forward && !backward && !mm && !addmm) return nullptr;

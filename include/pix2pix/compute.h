@@ -70,6 +70,13 @@ struct ComputeOptions {
   /// float rounding of the reference's); 0 turns this off. Measured with `bench/layer_speed 15
   /// fp32`: 0.63-0.65x oneDNN's time on the U-Net's 2x2 map, equal at 4 and 8, slower beyond.
   int64_t matmul_max_side_float32 = 2;
+  /// bfloat16 on the CPU: the convolutions oneDNN runs (all but the matrix-product ones) call
+  /// oneDNN directly instead of through libtorch's conv2d, which reorders the weights into the
+  /// kernels' layout on every call and the inputs and output gradients once per product. Here
+  /// each weight is reordered once per optimiser step, each input once (kept in the kernels'
+  /// layout for its weight gradient) and each output gradient once for both of its products.
+  /// The same kernels: the numbers are those of libtorch's bfloat16 convolution. false: libtorch.
+  bool onednn_direct = true;
 };
 
 /// Applies `options` to every convolution layer inside `module` (a generator or discriminator

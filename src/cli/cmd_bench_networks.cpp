@@ -50,6 +50,7 @@ int run_bench(const BenchNetworkFlags& flags, bool train) {
       {"threads", at::get_num_threads()},
       {"precision", to_string(options.compute.precision)},
       {"transposed_conv", to_string(options.compute.transposed)},
+      {"bf16_conv", options.compute.onednn_direct ? "direct" : "libtorch"},
       {"gflops_per_s", result.gflops_per_s},
       {"matmul_peak_gflops_fp32", peak_fp32},
       {"matmul_peak_gflops_bf16", peak_bf16},

@@ -92,12 +92,19 @@ void ComputeFlags::add_to(CLI::App* app) {
                   "numbers bit for bit)")
       ->check(CLI::IsMember({"auto", "gradient", "native"}))
       ->capture_default_str();
+  app->add_option("--bf16-conv", bf16_conv,
+                  "bf16 convolution calls: direct (oneDNN called directly, weights reordered once "
+                  "per optimiser step), or libtorch (its conv2d: the same kernels and numbers, "
+                  "slower)")
+      ->check(CLI::IsMember({"direct", "libtorch"}))
+      ->capture_default_str();
 }
 
 ComputeOptions ComputeFlags::resolve() const {
   ComputeOptions options;
   options.precision = parse_precision(precision);
   options.transposed = parse_transposed_conv(transposed);
+  options.onednn_direct = bf16_conv == "direct";
   return options;
 }
 

@@ -43,10 +43,12 @@ struct InitFlags {
   InitOptions resolve() const;
 };
 
-/// How the networks compute: --precision fp32|bf16, --transposed-conv auto|gradient|native.
+/// How the networks compute: --precision fp32|bf16, --transposed-conv auto|gradient|native,
+/// --bf16-conv direct|libtorch.
 struct ComputeFlags {
   std::string precision = "fp32";
   std::string transposed = "auto";
+  std::string bf16_conv = "direct";
 
   void add_to(CLI::App* app);
   ComputeOptions resolve() const;

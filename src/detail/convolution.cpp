@@ -237,9 +237,13 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
   const auto dilation = to_vector(options.dilation());
   const at::Tensor x16 = x.to(at::kBFloat16);
   const at::Tensor w16 = weight16_.get(weight);
-  at::Tensor y = options.groups() == 1 && small_input(x, compute.matmul_max_side)
-                     ? conv2d_as_matmul(x16, w16, stride, padding, dilation)
-                     : at::conv2d(x16, w16, {}, stride, padding, dilation, options.groups());
+  at::Tensor y;
+  if (options.groups() == 1 && small_input(x, compute.matmul_max_side))
+    y = conv2d_as_matmul(x16, w16, stride, padding, dilation);
+  else if (compute.onednn_direct && onednn_direct_applies(x16, options.groups()))
+    y = onednn_conv2d(x16, w16, packed_, stride, padding, dilation);
+  else
+    y = at::conv2d(x16, w16, {}, stride, padding, dilation, options.groups());
   return bf16_output(y, bias);
 }
 
@@ -257,9 +261,13 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
                   ErrorKind::kRuntime);
     const at::Tensor x16 = input.to(at::kBFloat16);
     const at::Tensor w16 = weight16_.get(weight);
-    at::Tensor y = small_input(input, compute.matmul_max_side_transposed)
-                       ? conv_transpose2d_as_matmul(x16, w16, stride, padding, output_padding)
-                       : conv_transpose2d_as_gradient(x16, w16, stride, padding, output_padding);
+    at::Tensor y;
+    if (small_input(input, compute.matmul_max_side_transposed))
+      y = conv_transpose2d_as_matmul(x16, w16, stride, padding, output_padding);
+    else if (compute.onednn_direct && onednn_direct_applies(x16, 1))
+      y = onednn_conv_transpose2d(x16, w16, packed_, stride, padding, output_padding);
+    else
+      y = conv_transpose2d_as_gradient(x16, w16, stride, padding, output_padding);
     return bf16_output(y, bias);
   }
   // Float32, TransposedConv::kAuto: small maps as a matrix product and col2im (within float

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include "detail/onednn_convolution.h"
 #include "pix2pix/compute.h"
 
 namespace pix2pix::detail {
@@ -70,6 +71,7 @@ class Conv2dImpl : public torch::nn::Conv2dImpl {
 
  private:
   Bf16Cache weight16_;
+  OnednnWeights packed_;  ///< the working copy in oneDNN's layouts (ComputeOptions::onednn_direct)
 };
 TORCH_MODULE(Conv2d);
 
@@ -88,6 +90,7 @@ class ConvTranspose2dImpl : public torch::nn::ConvTranspose2dImpl {
 
  private:
   Bf16Cache weight16_;
+  OnednnWeights packed_;  ///< the working copy in oneDNN's layouts (ComputeOptions::onednn_direct)
 };
 TORCH_MODULE(ConvTranspose2d);
 

@@ -1,0 +1,225 @@
+// bfloat16 convolutions called on oneDNN directly (ComputeOptions::onednn_direct): forward and
+// every gradient equal libtorch's bfloat16 convolution of the same layer, weights are repacked
+// after every change of the working copy but never under a graph still waiting for backward,
+// and gradients of gradients (the WGAN-GP penalty) still flow.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "detail/convolution.h"
+#include "pix2pix/compute.h"
+#include "pix2pix/optim.h"
+
+namespace pix2pix {
+namespace {
+
+double relative_error(const at::Tensor& a, const at::Tensor& b) {
+  const double scale = std::max(1.0, b.abs().max().item<double>());
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
+}
+
+// Whether a node whose name contains `name` made y (within a few levels of its graph).
+bool made_by(const at::Tensor& y, const std::string& name, int depth = 4) {
+  std::vector<torch::autograd::Node*> level = {y.grad_fn().get()};
+  for (int d = 0; d <= depth && !level.empty(); ++d) {
+    std::vector<torch::autograd::Node*> next;
+    for (auto* node : level) {
+      if (!node) continue;
+      if (node->name().find(name) != std::string::npos) return true;
+      for (const auto& edge : node->next_edges()) next.push_back(edge.function.get());
+    }
+    level = next;
+  }
+  return false;
+}
+
+ComputeOptions bf16(bool direct) {
+  ComputeOptions compute;
+  compute.precision = Precision::kBFloat16;
+  compute.matmul_max_side = compute.matmul_max_side_transposed = 0;  // every layer on oneDNN
+  compute.onednn_direct = direct;
+  return compute;
+}
+
+struct Case {
+  bool transposed;
+  int64_t in, out, kernel, stride, padding, output_padding, dilation, batch, height, width;
+  bool bias;
+};
+
+// A layer of `c`'s shape with fixed weights, computing as `compute`.
+struct Layer {
+  detail::Conv2d conv{nullptr};
+  detail::ConvTranspose2d transposed{nullptr};
+  explicit Layer(const Case& c) {
+    torch::manual_seed(5);
+    if (c.transposed)
+      transposed = detail::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(c.in, c.out, c.kernel)
+                                               .stride(c.stride)
+                                               .padding(c.padding)
+                                               .output_padding(c.output_padding)
+                                               .bias(c.bias));
+    else
+      conv = detail::Conv2d(torch::nn::Conv2dOptions(c.in, c.out, c.kernel)
+                                .stride(c.stride)
+                                .padding(c.padding)
+                                .dilation(c.dilation)
+                                .bias(c.bias));
+  }
+  torch::nn::Module& module() {
+    return conv ? static_cast<torch::nn::Module&>(*conv) : *transposed;
+  }
+  at::Tensor operator()(const at::Tensor& x, const ComputeOptions& compute) {
+    if (conv) {
+      conv->compute = compute;
+      return conv->forward(x);
+    }
+    transposed->compute = compute;
+    return transposed->forward(x);
+  }
+};
+
+// The direct calls run the kernels libtorch's bfloat16 convolution runs: the same output, input
+// gradient, weight gradient (bfloat16) and bias gradient, for the pix2pix networks' layer kinds.
+TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
+  const std::vector<Case> cases = {
+      {false, 3, 16, 4, 2, 1, 0, 1, 1, 64, 64, true},    // first U-Net / PatchGAN layer
+      {false, 16, 32, 4, 2, 1, 0, 1, 1, 32, 32, false},  // U-Net down layer
+      {false, 32, 1, 4, 1, 1, 0, 1, 1, 18, 18, true},    // PatchGAN's last layer: stride 1
+      {false, 8, 12, 3, 1, 1, 0, 2, 2, 20, 28, false},   // dilation 2, batch 2, non-square
+      {false, 6, 8, 7, 1, 0, 0, 1, 1, 30, 30, true},     // ResNet's 7x7 (after padding)
+      {true, 32, 16, 4, 2, 1, 0, 1, 1, 16, 16, false},   // U-Net up layer
+      {true, 16, 3, 4, 2, 1, 0, 1, 2, 32, 24, true},     // outermost up layer, batch 2
+      {true, 16, 8, 3, 2, 1, 1, 1, 1, 20, 20, false},    // ResNet's up layer: output padding
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.transposed ? "transposed " : "") + std::to_string(c.in) + "->" +
+                 std::to_string(c.out) + " k" + std::to_string(c.kernel) + " s" +
+                 std::to_string(c.stride) + " d" + std::to_string(c.dilation) + " batch " +
+                 std::to_string(c.batch) + " " + std::to_string(c.height) + "x" +
+                 std::to_string(c.width));
+    Layer layer(c);
+    const at::Tensor x0 = torch::rand({c.batch, c.in, c.height, c.width}) * 2 - 1;
+    at::Tensor gy;
+    std::vector<std::vector<at::Tensor>> results;  // libtorch, direct: y, x grad, param grads
+    for (bool direct : {false, true}) {
+      for (auto& p : layer.module().parameters()) p.mutable_grad() = at::Tensor();
+      const at::Tensor x = x0.clone().requires_grad_();
+      const at::Tensor y = layer(x, bf16(direct));
+      EXPECT_EQ(made_by(y, "Conv2dFunction") || made_by(y, "ConvTranspose2dFunction"), direct);
+      if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
+      y.backward(gy);
+      std::vector<at::Tensor> result = {y, x.grad()};
+      for (auto& p : layer.module().parameters()) result.push_back(p.grad());
+      results.push_back(result);
+    }
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      SCOPED_TRACE("tensor " + std::to_string(i) + " (0 output, 1 input grad, 2 weight grad)");
+      ASSERT_TRUE(results[1][i].defined());
+      EXPECT_EQ(results[1][i].scalar_type(), results[0][i].scalar_type());
+      EXPECT_EQ(results[1][i].sizes(), results[0][i].sizes());
+      EXPECT_LT(relative_error(results[1][i], results[0][i]), 1e-6);
+      EXPECT_GT(results[0][i].abs().max().item<double>(), 1e-3);  // real data, not zeros
+    }
+  }
+}
+
+// Packed weights follow the working copy: an optimiser step (which rewrites the copy in place)
+// is seen by the next forward, in training and in inference.
+TEST(OnednnConvolution, FollowsEveryOptimiserStep) {
+  const Case c = {false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+  Layer direct(c), reference(c);
+  const at::Tensor x = torch::rand({1, 8, 32, 32});
+  Adam adam(direct.conv->parameters(), {});
+  adam.set_bfloat16_copy(direct.conv->weight, direct.conv->bf16_weight());
+  for (int step = 0; step < 3; ++step) {
+    const at::Tensor y = direct(x, bf16(true));
+    {
+      torch::NoGradGuard no_grad;
+      reference.conv->weight.copy_(direct.conv->weight);
+      EXPECT_TRUE(torch::equal(y, reference(x, bf16(false))));
+      EXPECT_TRUE(torch::equal(direct(x, bf16(true)), y));  // inference, same packed weights
+    }
+    y.square().mean().backward();
+    adam.step();
+  }
+}
+
+// A graph still waiting for its backward keeps the packed weights of its forward: the layer
+// packs the next step's weights into a new buffer, and the old graph's input gradient is that
+// of the weights it ran with (libtorch's own convolution would refuse this backward instead).
+TEST(OnednnConvolution, PendingGraphKeepsItsWeights) {
+  for (bool transposed : {false, true}) {
+    SCOPED_TRACE(transposed ? "transposed" : "convolution");
+    const Case c = transposed ? Case{true, 16, 8, 4, 2, 1, 0, 1, 1, 16, 16, false}
+                              : Case{false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+    Layer layer(c);
+    auto& weight = transposed ? layer.transposed->weight : layer.conv->weight;
+    const at::Tensor x0 = torch::rand({1, c.in, c.height, c.width});
+    auto input_grad = [&](bool direct, const at::Tensor& gy) {
+      const at::Tensor x = x0.clone().requires_grad_();
+      layer(x, bf16(direct)).backward(gy);
+      return x.grad();
+    };
+    const at::Tensor x = x0.clone().requires_grad_();
+    const at::Tensor y = layer(x, bf16(true));
+    const at::Tensor gy = torch::rand_like(y);
+    const at::Tensor expected = input_grad(false, gy);
+    {
+      torch::NoGradGuard no_grad;
+      weight.mul_(-1);
+    }
+    const at::Tensor changed = layer(x0, bf16(true));  // packs the new weights
+    EXPECT_FALSE(torch::equal(changed, y));
+    y.backward(gy);
+    EXPECT_TRUE(torch::equal(x.grad(), expected));
+  }
+}
+
+// Gradients of gradients (the WGAN-GP penalty differentiates D's input gradient) equal those of
+// libtorch's bfloat16 convolution.
+TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
+  for (bool transposed : {false, true}) {
+    SCOPED_TRACE(transposed ? "transposed" : "convolution");
+    const Case c = transposed ? Case{true, 16, 8, 4, 2, 1, 0, 1, 1, 16, 16, false}
+                              : Case{false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+    Layer layer(c);
+    const at::Tensor x0 = torch::rand({1, c.in, c.height, c.width});
+    std::vector<at::Tensor> weight_grads;
+    for (bool direct : {false, true}) {
+      for (auto& p : layer.module().parameters()) p.mutable_grad() = at::Tensor();
+      const at::Tensor x = x0.clone().requires_grad_();
+      const at::Tensor y = layer(x, bf16(direct)).to(at::kFloat);
+      const at::Tensor gx =
+          torch::autograd::grad({y.square().sum()}, {x}, {}, /*retain_graph=*/true,
+                                /*create_graph=*/true)[0];
+      gx.square().sum().backward();
+      const at::Tensor& weight = transposed ? layer.transposed->weight : layer.conv->weight;
+      ASSERT_TRUE(weight.grad().defined());
+      weight_grads.push_back(weight.grad().to(at::kFloat));
+    }
+    EXPECT_GT(weight_grads[0].abs().max().item<double>(), 1e-3);
+    EXPECT_LT(relative_error(weight_grads[1], weight_grads[0]), 1e-6);
+  }
+}
+
+// Several threads may run the same layer at once (each call brings its own scratch memory).
+TEST(OnednnConvolution, ConcurrentInferenceAgrees) {
+  const Case c = {false, 16, 32, 4, 2, 1, 0, 1, 1, 64, 64, false};
+  Layer layer(c);
+  layer.conv->compute = bf16(true);
+  const at::Tensor x = torch::rand({1, 16, 64, 64});
+  torch::NoGradGuard no_grad;
+  const at::Tensor expected = layer.conv->forward(x);
+  std::vector<at::Tensor> results(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < results.size(); ++t)
+    threads.emplace_back([&, t] {
+      torch::NoGradGuard guard;
+      for (int i = 0; i < 5; ++i) results[t] = layer.conv->forward(x);
+    });
+  for (auto& thread : threads) thread.join();
+  for (const auto& r : results) EXPECT_TRUE(torch::equal(r, expected));
+}
+
+}  // namespace
+}  // namespace pix2pix
