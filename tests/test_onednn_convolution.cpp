@@ -80,16 +80,19 @@ struct Layer {
 
 // The direct calls run the kernels libtorch's bfloat16 convolution runs: the same output, input
 // gradient, weight gradient (bfloat16) and bias gradient, for the pix2pix networks' layer kinds.
+// Stride-1 layers with outputs under 32 a side run channels-last on oneDNN's brgemm kernel,
+// which sums in another order: equal there within one bfloat16 rounding.
 TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
   const std::vector<Case> cases = {
-      {false, 3, 16, 4, 2, 1, 0, 1, 1, 64, 64, true},    // first U-Net / PatchGAN layer
-      {false, 16, 32, 4, 2, 1, 0, 1, 1, 32, 32, false},  // U-Net down layer
-      {false, 32, 1, 4, 1, 1, 0, 1, 1, 18, 18, true},    // PatchGAN's last layer: stride 1
-      {false, 8, 12, 3, 1, 1, 0, 2, 2, 20, 28, false},   // dilation 2, batch 2, non-square
-      {false, 6, 8, 7, 1, 0, 0, 1, 1, 30, 30, true},     // ResNet's 7x7 (after padding)
-      {true, 32, 16, 4, 2, 1, 0, 1, 1, 16, 16, false},   // U-Net up layer
-      {true, 16, 3, 4, 2, 1, 0, 1, 2, 32, 24, true},     // outermost up layer, batch 2
-      {true, 16, 8, 3, 2, 1, 1, 1, 1, 20, 20, false},    // ResNet's up layer: output padding
+      {false, 3, 16, 4, 2, 1, 0, 1, 1, 64, 64, true},     // first U-Net / PatchGAN layer
+      {false, 16, 32, 4, 2, 1, 0, 1, 1, 32, 32, false},   // U-Net down layer
+      {false, 32, 1, 4, 1, 1, 0, 1, 1, 18, 18, true},     // PatchGAN's last layer: stride 1
+      {false, 64, 128, 4, 1, 1, 0, 1, 1, 16, 16, false},  // PatchGAN's stride-1 layer
+      {false, 8, 12, 3, 1, 1, 0, 2, 2, 20, 28, false},    // dilation 2, batch 2, non-square
+      {false, 6, 8, 7, 1, 0, 0, 1, 1, 30, 30, true},      // ResNet's 7x7 (after padding)
+      {true, 32, 16, 4, 2, 1, 0, 1, 1, 16, 16, false},    // U-Net up layer
+      {true, 16, 3, 4, 2, 1, 0, 1, 2, 32, 24, true},      // outermost up layer, batch 2
+      {true, 16, 8, 3, 2, 1, 1, 1, 1, 20, 20, false},     // ResNet's up layer: output padding
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(std::string(c.transposed ? "transposed " : "") + std::to_string(c.in) + "->" +
@@ -117,7 +120,8 @@ TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
       ASSERT_TRUE(results[1][i].defined());
       EXPECT_EQ(results[1][i].scalar_type(), results[0][i].scalar_type());
       EXPECT_EQ(results[1][i].sizes(), results[0][i].sizes());
-      EXPECT_LT(relative_error(results[1][i], results[0][i]), 1e-6);
+      const bool channels_last = !c.transposed && c.stride == 1 && results[0][0].size(2) < 32;
+      EXPECT_LT(relative_error(results[1][i], results[0][i]), channels_last ? 8e-3 : 1e-6);
       EXPECT_GT(results[0][i].abs().max().item<double>(), 1e-3);  // real data, not zeros
     }
   }
