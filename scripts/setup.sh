@@ -7,7 +7,8 @@ PACKAGES=(
   cmake g++ make pkg-config
   libtorch-dev libopenblas0-openmp   # libtorch 1.13 (CPU); OpenBLAS avoids the slow ConvTranspose path
   libgloo-dev                        # headers for libtorch's c10d Gloo process group
-  libdnnl-dev                        # oneDNN 2.6 (libtorch's): bf16 convolutions called directly
+  libdnnl-dev ocl-icd-opencl-dev     # oneDNN 2.6 (libtorch's): bf16 convolutions called directly;
+                                     # its CMake package requires OpenCL (only recommended by it)
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libjpeg62-turbo-dev libpng-dev libtiff-dev zlib1g-dev
   libgtest-dev libgmock-dev
