@@ -13,9 +13,12 @@
 #include "pix2pix/losses.h"
 #include "pix2pix/optim.h"
 #include "pix2pix/trainer.h"
+#include "test_util.h"
 
 namespace pix2pix {
 namespace {
+
+using test::made_by;
 
 // max |a - b| relative to the size of b (1 for values up to 1 in magnitude).
 double relative_error(const at::Tensor& a, const at::Tensor& b) {
@@ -77,22 +80,6 @@ TEST(ConvTransposeAsGradient, OnlyRequestedGradientsAreComputed) {
   detail::conv_transpose2d_as_gradient(x, w, {2, 2}, {1, 1}, {0, 0}).sum().backward();
   EXPECT_TRUE(w.grad().defined());
   EXPECT_FALSE(x.grad().defined());
-}
-
-// True when an autograd node called `name` is among those within `depth` steps of y's grad_fn
-// (which computation made y).
-bool made_by(const at::Tensor& y, const std::string& name, int depth = 6) {
-  std::vector<torch::autograd::Node*> level = {y.grad_fn().get()};
-  for (int d = 0; d <= depth && !level.empty(); ++d) {
-    std::vector<torch::autograd::Node*> next;
-    for (auto* node : level) {
-      if (!node) continue;
-      if (node->name() == name) return true;
-      for (const auto& edge : node->next_edges()) next.push_back(edge.function.get());
-    }
-    level = std::move(next);
-  }
-  return false;
 }
 
 struct MatmulCase {

@@ -8,28 +8,16 @@
 #include "detail/convolution.h"
 #include "pix2pix/compute.h"
 #include "pix2pix/optim.h"
+#include "test_util.h"
 
 namespace pix2pix {
 namespace {
 
+using test::made_by;
+
 double relative_error(const at::Tensor& a, const at::Tensor& b) {
   const double scale = std::max(1.0, b.abs().max().item<double>());
   return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
-}
-
-// Whether a node whose name contains `name` made y (within a few levels of its graph).
-bool made_by(const at::Tensor& y, const std::string& name, int depth = 4) {
-  std::vector<torch::autograd::Node*> level = {y.grad_fn().get()};
-  for (int d = 0; d <= depth && !level.empty(); ++d) {
-    std::vector<torch::autograd::Node*> next;
-    for (auto* node : level) {
-      if (!node) continue;
-      if (node->name().find(name) != std::string::npos) return true;
-      for (const auto& edge : node->next_edges()) next.push_back(edge.function.get());
-    }
-    level = next;
-  }
-  return false;
 }
 
 ComputeOptions bf16(bool direct) {
@@ -204,6 +192,65 @@ TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
     EXPECT_GT(weight_grads[0].abs().max().item<double>(), 1e-3);
     EXPECT_LT(relative_error(weight_grads[1], weight_grads[0]), 1e-6);
   }
+}
+
+// Only the gradients a graph can ask for are prepared: with the weight frozen (the
+// discriminator during the generator's step) the input gradient still equals libtorch's and the
+// weight gets none; with the input fixed (a network's first layer) the weight gradient equals
+// libtorch's.
+TEST(OnednnConvolution, FrozenWeightOrFixedInput) {
+  for (bool transposed : {false, true}) {
+    SCOPED_TRACE(transposed ? "transposed" : "convolution");
+    const Case c = transposed ? Case{true, 16, 8, 4, 2, 1, 0, 1, 1, 16, 16, false}
+                              : Case{false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+    Layer layer(c);
+    auto& weight = transposed ? layer.transposed->weight : layer.conv->weight;
+    const at::Tensor x0 = torch::rand({1, c.in, c.height, c.width}) * 2 - 1;
+    for (bool frozen : {true, false}) {
+      SCOPED_TRACE(frozen ? "weight frozen" : "input fixed");
+      weight.requires_grad_(!frozen);
+      std::vector<at::Tensor> grads;  // libtorch, direct
+      at::Tensor gy;
+      for (bool direct : {false, true}) {
+        weight.mutable_grad() = at::Tensor();
+        const at::Tensor x = frozen ? x0.clone().requires_grad_() : x0;
+        const at::Tensor y = layer(x, bf16(direct));
+        if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
+        y.backward(gy);
+        EXPECT_EQ(weight.grad().defined(), !frozen);
+        grads.push_back(frozen ? x.grad() : weight.grad());
+      }
+      ASSERT_TRUE(grads[1].defined());
+      EXPECT_GT(grads[0].abs().max().item<double>(), 1e-3);
+      EXPECT_LT(relative_error(grads[1], grads[0]), 1e-6);
+    }
+    weight.requires_grad_(true);
+  }
+}
+
+// Primitives are kept for a bounded number of geometries (translating images of many sizes must
+// not grow memory without end); a geometry evicted and met again, even by a graph made before
+// the eviction, computes as before.
+TEST(OnednnConvolution, PrimitiveCacheIsBounded) {
+  const Case c = {false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+  Layer layer(c);
+  detail::set_onednn_primitive_capacity(2);
+  const at::Tensor x0 = torch::rand({1, 8, 32, 32});
+  const at::Tensor x = x0.clone().requires_grad_();
+  const at::Tensor y = layer(x, bf16(true));  // a graph on 32x32, its backward pending
+  std::vector<at::Tensor> outputs;
+  for (int64_t side : {24, 40, 48, 56}) {
+    outputs.push_back(layer(torch::ones({1, 8, side, side}), bf16(true)));
+    EXPECT_LE(detail::onednn_primitive_count(), 2u);
+  }
+  const at::Tensor gy = torch::rand_like(y);
+  y.backward(gy);  // 32x32's primitives were evicted: made again
+  EXPECT_LE(detail::onednn_primitive_count(), 2u);
+  detail::set_onednn_primitive_capacity(detail::kOnednnPrimitiveCapacity);
+  const at::Tensor x_reference = x0.clone().requires_grad_();
+  layer(x_reference, bf16(false)).backward(gy);
+  EXPECT_LT(relative_error(x.grad(), x_reference.grad()), 1e-6);
+  EXPECT_TRUE(torch::equal(outputs[0], layer(torch::ones({1, 8, 24, 24}), bf16(true))));
 }
 
 // Several threads may run the same layer at once (each call brings its own scratch memory).

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
 
 #include <array>
 #include <cstdio>
@@ -80,6 +82,20 @@ std::string put_image(const std::string& root, const std::string& relative, cons
 
 CommandResult run_python(const std::string& args) {
   return run_command("/usr/bin/python3 " + args);
+}
+
+bool made_by(const at::Tensor& y, const std::string& name, int depth) {
+  std::vector<torch::autograd::Node*> level = {y.grad_fn().get()};
+  for (int d = 0; d <= depth && !level.empty(); ++d) {
+    std::vector<torch::autograd::Node*> next;
+    for (auto* node : level) {
+      if (!node) continue;
+      if (node->name().find(name) != std::string::npos) return true;
+      for (const auto& edge : node->next_edges()) next.push_back(edge.function.get());
+    }
+    level = std::move(next);
+  }
+  return false;
 }
 
 }  // namespace pix2pix::test

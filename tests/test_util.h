@@ -2,6 +2,8 @@
 // reference, locating ../shared.
 #pragma once
 
+#include <ATen/core/Tensor.h>
+
 #include <string>
 
 #include "pix2pix/image_io.h"
@@ -47,5 +49,9 @@ CommandResult run_python(const std::string& args);
 
 /// Quotes a string for /bin/sh.
 std::string shell_quote(const std::string& s);
+
+/// True when an autograd node whose name contains `name` is among those within `depth` steps of
+/// y's grad_fn (which computation made y).
+bool made_by(const at::Tensor& y, const std::string& name, int depth = 6);
 
 }  // namespace pix2pix::test

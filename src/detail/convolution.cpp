@@ -15,12 +15,6 @@ namespace {
 using torch::autograd::AutogradContext;
 using torch::autograd::variable_list;
 
-// The output side of a transposed convolution (dilation 1).
-int64_t transposed_output_side(int64_t input, int64_t kernel, int64_t stride, int64_t padding,
-                               int64_t output_padding) {
-  return (input - 1) * stride - 2 * padding + kernel + output_padding;
-}
-
 // y = conv_transpose2d(x, w) is the adjoint of z = conv2d(y, w): y is the input gradient of that
 // convolution for the output gradient x (convolution_backward with only the input gradient), the
 // gradient with respect to x is conv2d(gy, w), and the weight gradient is that convolution's
@@ -167,6 +161,11 @@ at::Tensor conv_transpose2d_as_matmul(const at::Tensor& x, const at::Tensor& wei
   return at::col2im(columns, {ho, wo}, {kh, kw}, {1, 1}, padding, stride);
 }
 }  // namespace
+
+int64_t transposed_output_side(int64_t input, int64_t kernel, int64_t stride, int64_t padding,
+                               int64_t output_padding) {
+  return (input - 1) * stride - 2 * padding + kernel + output_padding;
+}
 
 at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& weight,
                                         std::vector<int64_t> stride, std::vector<int64_t> padding,

@@ -16,6 +16,11 @@
 
 namespace pix2pix::detail {
 
+/// The output side of a transposed convolution (dilation 1): (input - 1) * stride - 2 padding +
+/// kernel + output padding.
+int64_t transposed_output_side(int64_t input, int64_t kernel, int64_t stride, int64_t padding,
+                               int64_t output_padding);
+
 /// conv_transpose2d(x, weight, no bias, stride, padding, output_padding) (dilation 1, groups 1)
 /// computed as the input gradient of conv2d(., weight, stride, padding): forward and backward
 /// run on oneDNN's convolution kernels. Differentiable in x and weight; any float dtype.

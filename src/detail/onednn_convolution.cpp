@@ -4,6 +4,7 @@
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
+#include <list>
 #include <map>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
@@ -11,6 +12,7 @@
 #include <unordered_map>
 #include <utility>
 
+#include "detail/convolution.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix::detail {
@@ -75,6 +77,7 @@ Dims dst_sizes(const Key& k) {
 // The three primitives of one convolution, with the layouts oneDNN chose for bfloat16 on this
 // machine (the plain layouts are libtorch's contiguous tensors).
 struct Primitives {
+  Key key;
   memory::desc src_plain, weights_plain, dst_plain;
   dnnl::convolution_forward::primitive_desc forward_pd;
   dnnl::convolution_backward_data::primitive_desc backward_data_pd;
@@ -83,7 +86,7 @@ struct Primitives {
   dnnl::convolution_backward_data backward_data;
   dnnl::convolution_backward_weights backward_weights;
 
-  explicit Primitives(const Key& key) {
+  explicit Primitives(Key geometry) : key(std::move(geometry)) {
     using tag = memory::format_tag;
     const auto bf16 = memory::data_type::bf16;
     const Dims src = src_sizes(key), weights = weight_sizes(key), dst = dst_sizes(key);
@@ -141,23 +144,48 @@ struct Primitives {
   mutable std::vector<std::pair<std::pair<memory::desc, memory::desc>, dnnl::reorder>> reorders;
 };
 
-// Primitives are made once per geometry and process (creating one costs far more than a call).
-const Primitives& primitives(const Key& key) {
-  static std::mutex mutex;
-  static std::map<Key, std::unique_ptr<Primitives>> made;
-  const std::lock_guard<std::mutex> lock(mutex);
-  auto& slot = made[key];
-  if (!slot) {
-    try {
-      slot = std::make_unique<Primitives>(key);
-    } catch (const dnnl::error& e) {
-      made.erase(key);
-      throw Error("convolution",
-                  std::string("oneDNN has no bfloat16 convolution for this shape: ") + e.what(),
-                  ErrorKind::kRuntime);
+// Primitives are made once per geometry (creating one costs far more than a call) and kept for
+// the most recently used geometries: training uses a few dozen, but translating images of many
+// sizes would otherwise add a set (JIT code and all) for every new size, for good. A set evicted
+// while a call still runs stays alive with that call.
+struct PrimitiveCache {
+  std::mutex mutex;
+  size_t capacity = kOnednnPrimitiveCapacity;
+  std::list<std::shared_ptr<const Primitives>> recent;  ///< most recently used first
+  std::map<Key, std::list<std::shared_ptr<const Primitives>>::iterator> index;
+
+  void trim() {
+    while (recent.size() > capacity) {
+      index.erase(recent.back()->key);
+      recent.pop_back();
     }
   }
-  return *slot;
+};
+
+PrimitiveCache& primitive_cache() {
+  static PrimitiveCache cache;
+  return cache;
+}
+
+std::shared_ptr<const Primitives> primitives(const Key& key) {
+  PrimitiveCache& cache = primitive_cache();
+  const std::lock_guard<std::mutex> lock(cache.mutex);
+  if (const auto found = cache.index.find(key); found != cache.index.end()) {
+    cache.recent.splice(cache.recent.begin(), cache.recent, found->second);
+    return cache.recent.front();
+  }
+  std::shared_ptr<const Primitives> made;
+  try {
+    made = std::make_shared<const Primitives>(key);
+  } catch (const dnnl::error& e) {
+    throw Error("convolution",
+                std::string("oneDNN has no bfloat16 convolution for this shape: ") + e.what(),
+                ErrorKind::kRuntime);
+  }
+  cache.recent.push_front(made);
+  cache.index.emplace(key, cache.recent.begin());
+  cache.trim();
+  return made;
 }
 
 at::Tensor bytes(const memory::desc& desc) {
@@ -269,37 +297,106 @@ std::vector<c10::IValue> convolution_backward_args(const at::Tensor& grad_output
           c10::List<bool>({input_grad, weight_grad, false})};
 }
 
-// y = conv2d(x, w): forward on oneDNN's forward kernel; backward: the input gradient on the
-// backward-data kernel, the weight gradient on the backward-weights kernel, both from one
-// reorder of the output gradient; x stays in the kernels' layout from the forward.
+// The three passes of the convolution `p`, shared by both functions below (a transposed
+// convolution's passes are the convolution's with input and output gradient exchanged). Each
+// takes its inputs in the layouts its primitive reads and returns a plain contiguous tensor.
+
+// dst = conv(src, weights): src in forward_pd.src_desc(), weights packed for the forward.
+at::Tensor forward_pass(const Primitives& p, const at::Tensor& src, const at::Tensor& weights) {
+  const auto& pd = p.forward_pd;
+  Result dst(dst_sizes(p.key), p.dst_plain, pd.dst_desc());
+  execute(p.forward, pd.scratchpad_desc(),
+          {{DNNL_ARG_SRC, wrap(pd.src_desc(), src)},
+           {DNNL_ARG_WEIGHTS, wrap(pd.weights_desc(), weights)},
+           {DNNL_ARG_DST, dst.target()}});
+  return dst.finish(p);
+}
+
+// diff_src of conv(., weights) for diff_dst: diff_dst in backward_data_pd.diff_dst_desc(),
+// weights packed for the backward-data kernel.
+at::Tensor backward_data_pass(const Primitives& p, const at::Tensor& diff_dst,
+                              const at::Tensor& weights) {
+  const auto& pd = p.backward_data_pd;
+  Result diff_src(src_sizes(p.key), p.src_plain, pd.diff_src_desc());
+  execute(p.backward_data, pd.scratchpad_desc(),
+          {{DNNL_ARG_DIFF_DST, wrap(pd.diff_dst_desc(), diff_dst)},
+           {DNNL_ARG_WEIGHTS, wrap(pd.weights_desc(), weights)},
+           {DNNL_ARG_DIFF_SRC, diff_src.target()}});
+  return diff_src.finish(p);
+}
+
+// diff_weights of conv(src, .) for diff_dst, each given in the layout named with it.
+at::Tensor backward_weights_pass(const Primitives& p, const at::Tensor& src,
+                                 const memory::desc& src_layout, const at::Tensor& diff_dst,
+                                 const memory::desc& diff_dst_layout) {
+  const auto& pd = p.backward_weights_pd;
+  const at::Tensor s = relayout(p, src, src_layout, pd.src_desc());
+  const at::Tensor dd = relayout(p, diff_dst, diff_dst_layout, pd.diff_dst_desc());
+  Result diff_weights(weight_sizes(p.key), p.weights_plain, pd.diff_weights_desc());
+  execute(p.backward_weights, pd.scratchpad_desc(),
+          {{DNNL_ARG_SRC, wrap(pd.src_desc(), s)},
+           {DNNL_ARG_DIFF_DST, wrap(pd.diff_dst_desc(), dd)},
+           {DNNL_ARG_DIFF_WEIGHTS, diff_weights.target()}});
+  return diff_weights.finish(p);
+}
+
+// One call of either function: the layer's packed weights, the convolution's geometry, and
+// which gradients its graph may ask for (nothing is saved when autograd does not record).
+struct Call {
+  OnednnWeights* packed;
+  Key key;
+  bool input_grad, weight_grad;
+  bool records() const { return input_grad || weight_grad; }
+};
+
+// Saves what backward needs: x and the weight (as libtorch's convolution saves them; the
+// fallback for gradients of gradients reads them), x in the kernels' layout for the weight
+// gradient, and the weights packed for the pass that computes the input gradient.
+void save(AutogradContext* ctx, const Call& call, const at::Tensor& x, const at::Tensor& weight,
+          const at::Tensor& x_in_layout, const Primitives& p,
+          std::unique_ptr<OnednnWeights::Packed>& slot, const memory::desc& layout) {
+  if (!call.records()) return;
+  ctx->save_for_backward({x, weight});
+  if (call.weight_grad) ctx->saved_data["x"] = x_in_layout;
+  if (call.input_grad)
+    ctx->saved_data["weights"] = packed(p, slot, weight, p.weights_plain, layout);
+  ctx->saved_data["key"] = call.key;
+}
+
+// `gy` (plain) in the layout of the pass that runs first: `first` when the input gradient is
+// wanted, else the weight gradient's `second`; the weight gradient reorders from there.
+std::pair<at::Tensor, memory::desc> gradient_in_layout(const Primitives& p, const at::Tensor& gy,
+                                                       const memory::desc& plain, bool input_grad,
+                                                       const memory::desc& first,
+                                                       const memory::desc& second) {
+  const memory::desc& layout = input_grad ? first : second;
+  return {relayout(p, gy, plain, layout), layout};
+}
+
+variable_list gradients(at::Tensor gx, at::Tensor gw) {
+  return {std::move(gx), std::move(gw), at::Tensor()};
+}
+
+// y = conv2d(x, w): the forward pass; backward: the input gradient on the backward-data pass,
+// the weight gradient on the backward-weights pass, both from one reorder of the output
+// gradient, with x kept in the kernels' layout from the forward.
 struct Conv2dFunction : torch::autograd::Function<Conv2dFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            OnednnWeights* weights, Key key, bool record, bool input_grad) {
-    const Primitives& p = primitives(key);
-    RECORD_FUNCTION("pix2pix::convolution", convolution_args(x, key));
-    const at::Tensor xc = as_bf16_contiguous(x);
-    const at::Tensor src = relayout(p, xc, p.src_plain, p.forward_pd.src_desc());
-    const at::Tensor w = packed(p, OnednnAccess::forward(*weights), weight, p.weights_plain,
-                                p.forward_pd.weights_desc());
-    Result y(dst_sizes(key), p.dst_plain, p.forward_pd.dst_desc());
-    execute(p.forward, p.forward_pd.scratchpad_desc(),
-            {{DNNL_ARG_SRC, wrap(p.forward_pd.src_desc(), src)},
-             {DNNL_ARG_WEIGHTS, wrap(p.forward_pd.weights_desc(), w)},
-             {DNNL_ARG_DST, y.target()}});
-    if (record) {
-      ctx->save_for_backward({x, weight});  // as libtorch's convolution saves them
-      ctx->saved_data["src"] = src;
-      if (input_grad)
-        ctx->saved_data["weights"] = packed(p, OnednnAccess::backward_data(*weights), weight,
-                                            p.weights_plain, p.backward_data_pd.weights_desc());
-      ctx->saved_data["key"] = key;
-    }
-    return y.finish(p);
+                            const Call& call) {
+    const auto p = primitives(call.key);
+    RECORD_FUNCTION("pix2pix::convolution", convolution_args(x, call.key));
+    const at::Tensor src =
+        relayout(*p, as_bf16_contiguous(x), p->src_plain, p->forward_pd.src_desc());
+    const at::Tensor y = forward_pass(*p, src,
+                                      packed(*p, OnednnAccess::forward(*call.packed), weight,
+                                             p->weights_plain, p->forward_pd.weights_desc()));
+    save(ctx, call, x, weight, src, *p, OnednnAccess::backward_data(*call.packed),
+         p->backward_data_pd.weights_desc());
+    return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const Key key = ctx->saved_data["key"].toIntVector();
-    const Primitives& p = primitives(key);
     const bool input_grad = ctx->needs_input_grad(0), weight_grad = ctx->needs_input_grad(1);
     const at::Tensor gy = as_bf16_contiguous(grad_outputs[0]);
     if (at::GradMode::is_enabled()) {
@@ -309,75 +406,47 @@ struct Conv2dFunction : torch::autograd::Function<Conv2dFunction> {
       auto [gx, gw, unused] = at::convolution_backward(
           gy, saved[0], saved[1], c10::nullopt, stride_of(key), padding_of(key), dilation_of(key),
           false, {0, 0}, 1, {input_grad, weight_grad, false});
-      return {gx, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+      return gradients(gx, gw);
     }
+    const auto p = primitives(key);
     RECORD_FUNCTION(
         "pix2pix::convolution_backward",
         convolution_backward_args(gy, meta(src_sizes(key)), key, input_grad, weight_grad));
-    const memory::desc& diff_dst_desc =
-        input_grad ? p.backward_data_pd.diff_dst_desc() : p.backward_weights_pd.diff_dst_desc();
-    const at::Tensor diff_dst = relayout(p, gy, p.dst_plain, diff_dst_desc);
+    const auto [diff_dst, layout] =
+        gradient_in_layout(*p, gy, p->dst_plain, input_grad, p->backward_data_pd.diff_dst_desc(),
+                           p->backward_weights_pd.diff_dst_desc());
     at::Tensor gx, gw;
-    if (input_grad) {
-      Result out(src_sizes(key), p.src_plain, p.backward_data_pd.diff_src_desc());
-      execute(p.backward_data, p.backward_data_pd.scratchpad_desc(),
-              {{DNNL_ARG_DIFF_DST, wrap(diff_dst_desc, diff_dst)},
-               {DNNL_ARG_WEIGHTS,
-                wrap(p.backward_data_pd.weights_desc(), ctx->saved_data["weights"].toTensor())},
-               {DNNL_ARG_DIFF_SRC, out.target()}});
-      gx = out.finish(p);
-    }
-    if (weight_grad) {
-      const auto& pd = p.backward_weights_pd;
-      const at::Tensor src =
-          relayout(p, ctx->saved_data["src"].toTensor(), p.forward_pd.src_desc(), pd.src_desc());
-      const at::Tensor dd = relayout(p, diff_dst, diff_dst_desc, pd.diff_dst_desc());
-      Result out(weight_sizes(key), p.weights_plain, pd.diff_weights_desc());
-      execute(p.backward_weights, pd.scratchpad_desc(),
-              {{DNNL_ARG_SRC, wrap(pd.src_desc(), src)},
-               {DNNL_ARG_DIFF_DST, wrap(pd.diff_dst_desc(), dd)},
-               {DNNL_ARG_DIFF_WEIGHTS, out.target()}});
-      gw = out.finish(p);
-    }
-    return {gx, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    if (input_grad) gx = backward_data_pass(*p, diff_dst, ctx->saved_data["weights"].toTensor());
+    if (weight_grad)
+      gw = backward_weights_pass(*p, ctx->saved_data["x"].toTensor(), p->forward_pd.src_desc(),
+                                 diff_dst, layout);
+    return gradients(gx, gw);
   }
 };
 
-// y = conv_transpose2d(x, w) as the input gradient of conv2d(., w) (backward-data kernel, x in
-// the role of the output gradient); backward: the input gradient is that convolution's forward
-// of gy, the weight gradient its backward-weights with gy as input and x as output gradient, both
-// from one reorder of gy; x stays in the kernels' layout from the forward.
+// y = conv_transpose2d(x, w) as the input gradient of conv2d(., w): the backward-data pass with
+// x in the role of the output gradient; backward: the input gradient is the forward pass of gy,
+// the weight gradient the backward-weights pass with gy as input and x as output gradient, both
+// from one reorder of gy, with x kept in the kernels' layout from the forward.
 struct ConvTranspose2dFunction : torch::autograd::Function<ConvTranspose2dFunction> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
-                            OnednnWeights* weights, Key key, bool record, bool input_grad) {
-    const Primitives& p = primitives(key);
-    const Dims y_sizes = src_sizes(key);
+                            const Call& call) {
+    const auto p = primitives(call.key);
     RECORD_FUNCTION("pix2pix::convolution_backward",
-                    convolution_backward_args(x, meta(y_sizes), key, true, false));
-    const at::Tensor xc = as_bf16_contiguous(x);
-    const auto& pd = p.backward_data_pd;
-    const at::Tensor diff_dst = relayout(p, xc, p.dst_plain, pd.diff_dst_desc());
-    const at::Tensor w = packed(p, OnednnAccess::backward_data(*weights), weight, p.weights_plain,
-                                pd.weights_desc());
-    Result y(y_sizes, p.src_plain, pd.diff_src_desc());
-    execute(p.backward_data, pd.scratchpad_desc(),
-            {{DNNL_ARG_DIFF_DST, wrap(pd.diff_dst_desc(), diff_dst)},
-             {DNNL_ARG_WEIGHTS, wrap(pd.weights_desc(), w)},
-             {DNNL_ARG_DIFF_SRC, y.target()}});
-    if (record) {
-      ctx->save_for_backward({x, weight});  // as libtorch's convolution saves them
-      ctx->saved_data["diff_dst"] = diff_dst;
-      if (input_grad)
-        ctx->saved_data["weights"] = packed(p, OnednnAccess::forward(*weights), weight,
-                                            p.weights_plain, p.forward_pd.weights_desc());
-      ctx->saved_data["key"] = key;
-    }
-    return y.finish(p);
+                    convolution_backward_args(x, meta(src_sizes(call.key)), call.key, true, false));
+    const at::Tensor diff_dst =
+        relayout(*p, as_bf16_contiguous(x), p->dst_plain, p->backward_data_pd.diff_dst_desc());
+    const at::Tensor y =
+        backward_data_pass(*p, diff_dst,
+                           packed(*p, OnednnAccess::backward_data(*call.packed), weight,
+                                  p->weights_plain, p->backward_data_pd.weights_desc()));
+    save(ctx, call, x, weight, diff_dst, *p, OnednnAccess::forward(*call.packed),
+         p->forward_pd.weights_desc());
+    return y;
   }
 
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const Key key = ctx->saved_data["key"].toIntVector();
-    const Primitives& p = primitives(key);
     const bool input_grad = ctx->needs_input_grad(0), weight_grad = ctx->needs_input_grad(1);
     const at::Tensor gy = as_bf16_contiguous(grad_outputs[0]);
     if (at::GradMode::is_enabled()) {
@@ -392,37 +461,24 @@ struct ConvTranspose2dFunction : torch::autograd::Function<ConvTranspose2dFuncti
         gw = std::get<1>(at::convolution_backward(saved[0].contiguous(), gy, saved[1], c10::nullopt,
                                                   stride_of(key), padding_of(key), {1, 1}, false,
                                                   {0, 0}, 1, {false, true, false}));
-      return {gx, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+      return gradients(gx, gw);
     }
-    const memory::desc& src_desc =
-        input_grad ? p.forward_pd.src_desc() : p.backward_weights_pd.src_desc();
-    const at::Tensor src = relayout(p, gy, p.src_plain, src_desc);
+    const auto p = primitives(key);
+    const auto [src, layout] =
+        gradient_in_layout(*p, gy, p->src_plain, input_grad, p->forward_pd.src_desc(),
+                           p->backward_weights_pd.src_desc());
     at::Tensor gx, gw;
     if (input_grad) {
       RECORD_FUNCTION("pix2pix::convolution", convolution_args(gy, key));
-      Result out(dst_sizes(key), p.dst_plain, p.forward_pd.dst_desc());
-      execute(p.forward, p.forward_pd.scratchpad_desc(),
-              {{DNNL_ARG_SRC, wrap(src_desc, src)},
-               {DNNL_ARG_WEIGHTS,
-                wrap(p.forward_pd.weights_desc(), ctx->saved_data["weights"].toTensor())},
-               {DNNL_ARG_DST, out.target()}});
-      gx = out.finish(p);
+      gx = forward_pass(*p, src, ctx->saved_data["weights"].toTensor());
     }
     if (weight_grad) {
-      const auto& pd = p.backward_weights_pd;
-      const at::Tensor s = relayout(p, src, src_desc, pd.src_desc());
-      const at::Tensor dd = relayout(p, ctx->saved_data["diff_dst"].toTensor(),
-                                     p.backward_data_pd.diff_dst_desc(), pd.diff_dst_desc());
       RECORD_FUNCTION("pix2pix::convolution_backward",
                       convolution_backward_args(meta(dst_sizes(key)), gy, key, false, true));
-      Result out(weight_sizes(key), p.weights_plain, pd.diff_weights_desc());
-      execute(p.backward_weights, pd.scratchpad_desc(),
-              {{DNNL_ARG_SRC, wrap(pd.src_desc(), s)},
-               {DNNL_ARG_DIFF_DST, wrap(pd.diff_dst_desc(), dd)},
-               {DNNL_ARG_DIFF_WEIGHTS, out.target()}});
-      gw = out.finish(p);
+      gw = backward_weights_pass(*p, src, layout, ctx->saved_data["x"].toTensor(),
+                                 p->backward_data_pd.diff_dst_desc());
     }
-    return {gx, gw, at::Tensor(), at::Tensor(), at::Tensor(), at::Tensor()};
+    return gradients(gx, gw);
   }
 };
 
@@ -436,11 +492,26 @@ Key make_key(const Dims& src, const at::Tensor& weight, const Dims& stride, cons
           padding[0],     padding[1],     dilation[0],    dilation[1]};
 }
 
-bool records(const at::Tensor& x, const at::Tensor& weight) {
-  return at::GradMode::is_enabled() && (x.requires_grad() || weight.requires_grad());
+// What the graph of a call on x and weight may ask for.
+Call call_for(const at::Tensor& x, const at::Tensor& weight, OnednnWeights& packed, Key key) {
+  const bool grad = at::GradMode::is_enabled();
+  return {&packed, std::move(key), grad && x.requires_grad(), grad && weight.requires_grad()};
 }
 
 }  // namespace
+
+void set_onednn_primitive_capacity(size_t capacity) {
+  PrimitiveCache& cache = primitive_cache();
+  const std::lock_guard<std::mutex> lock(cache.mutex);
+  cache.capacity = capacity;
+  cache.trim();
+}
+
+size_t onednn_primitive_count() {
+  PrimitiveCache& cache = primitive_cache();
+  const std::lock_guard<std::mutex> lock(cache.mutex);
+  return cache.recent.size();
+}
 
 at::Tensor onednn_conv2d(const at::Tensor& x, const at::Tensor& weight, OnednnWeights& packed,
                          const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
@@ -454,9 +525,7 @@ at::Tensor onednn_conv2d(const at::Tensor& x, const at::Tensor& weight, OnednnWe
   const Dims dst = dst_sizes(key);
   if (dst[2] < 1 || dst[3] < 1)
     throw Error("Conv2d", "input too small for the kernel", ErrorKind::kRuntime);
-  const bool record = records(x, weight);
-  return Conv2dFunction::apply(x, weight, &packed, std::move(key), record,
-                               record && x.requires_grad());
+  return Conv2dFunction::apply(x, weight, call_for(x, weight, packed, std::move(key)));
 }
 
 at::Tensor onednn_conv_transpose2d(const at::Tensor& x, const at::Tensor& weight,
@@ -468,20 +537,17 @@ at::Tensor onednn_conv_transpose2d(const at::Tensor& x, const at::Tensor& weight
                 "input has " + std::to_string(x.size(1)) + " channels, the layer " +
                     std::to_string(weight.size(0)),
                 ErrorKind::kRuntime);
-  // The output is the convolution's input: (in - 1) * stride - 2 padding + kernel + output
-  // padding a side.
+  // The output is the convolution's input.
   Dims y = {x.size(0), weight.size(1), 0, 0};
   for (int i = 0; i < 2; ++i)
-    y[2 + i] =
-        (x.size(2 + i) - 1) * stride[i] - 2 * padding[i] + weight.size(2 + i) + output_padding[i];
+    y[2 + i] = transposed_output_side(x.size(2 + i), weight.size(2 + i), stride[i], padding[i],
+                                      output_padding[i]);
   Key key = make_key(y, weight, stride, padding, {1, 1});
   const Dims back = dst_sizes(key);
   if (y[2] < 1 || y[3] < 1 || back[2] != x.size(2) || back[3] != x.size(3))
     throw Error("ConvTranspose2d", "output padding must be smaller than the stride",
                 ErrorKind::kRuntime);
-  const bool record = records(x, weight);
-  return ConvTranspose2dFunction::apply(x, weight, &packed, std::move(key), record,
-                                        record && x.requires_grad());
+  return ConvTranspose2dFunction::apply(x, weight, call_for(x, weight, packed, std::move(key)));
 }
 
 }  // namespace pix2pix::detail

@@ -9,6 +9,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -36,6 +37,17 @@ class OnednnWeights {
 /// Whether the direct oneDNN path takes a convolution with these settings: a CPU bfloat16 input
 /// of 4 dimensions, groups 1.
 bool onednn_direct_applies(const at::Tensor& x, int64_t groups);
+
+/// How many convolution geometries (input, weight, stride, padding and dilation sizes) the
+/// direct path keeps oneDNN primitives for, the most recently used: as oneDNN's own primitive
+/// cache.
+constexpr size_t kOnednnPrimitiveCapacity = 1024;
+
+/// Sets that bound (dropping the least recently used geometries beyond it); for tests.
+void set_onednn_primitive_capacity(size_t capacity);
+
+/// How many geometries the direct path holds primitives for now.
+size_t onednn_primitive_count();
 
 /// conv2d(x, weight) without bias (groups 1, zero padding): x N x C x H x W bfloat16, weight the
 /// layer's bfloat16 working copy (O x C x kH x kW; may carry autograd history). Differentiable in
