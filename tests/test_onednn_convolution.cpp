@@ -34,6 +34,12 @@ struct Case {
   bool bias;
 };
 
+// A U-Net down layer (8 -> 16 on 32x32) or up layer (16 -> 8 on 16x16).
+Case down_or_up(bool transposed) {
+  return transposed ? Case{true, 16, 8, 4, 2, 1, 0, 1, 1, 16, 16, false}
+                    : Case{false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+}
+
 // A layer of `c`'s shape with fixed weights, computing as `compute`.
 struct Layer {
   detail::Conv2d conv{nullptr};
@@ -53,6 +59,7 @@ struct Layer {
                                 .dilation(c.dilation)
                                 .bias(c.bias));
   }
+  at::Tensor& weight() { return conv ? conv->weight : transposed->weight; }
   torch::nn::Module& module() {
     return conv ? static_cast<torch::nn::Module&>(*conv) : *transposed;
   }
@@ -142,10 +149,9 @@ TEST(OnednnConvolution, FollowsEveryOptimiserStep) {
 TEST(OnednnConvolution, PendingGraphKeepsItsWeights) {
   for (bool transposed : {false, true}) {
     SCOPED_TRACE(transposed ? "transposed" : "convolution");
-    const Case c = transposed ? Case{true, 16, 8, 4, 2, 1, 0, 1, 1, 16, 16, false}
-                              : Case{false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+    const Case c = down_or_up(transposed);
     Layer layer(c);
-    auto& weight = transposed ? layer.transposed->weight : layer.conv->weight;
+    at::Tensor& weight = layer.weight();
     const at::Tensor x0 = torch::rand({1, c.in, c.height, c.width});
     auto input_grad = [&](bool direct, const at::Tensor& gy) {
       const at::Tensor x = x0.clone().requires_grad_();
@@ -172,8 +178,7 @@ TEST(OnednnConvolution, PendingGraphKeepsItsWeights) {
 TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
   for (bool transposed : {false, true}) {
     SCOPED_TRACE(transposed ? "transposed" : "convolution");
-    const Case c = transposed ? Case{true, 16, 8, 4, 2, 1, 0, 1, 1, 16, 16, false}
-                              : Case{false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+    const Case c = down_or_up(transposed);
     Layer layer(c);
     const at::Tensor x0 = torch::rand({1, c.in, c.height, c.width});
     std::vector<at::Tensor> weight_grads;
@@ -185,7 +190,7 @@ TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
           torch::autograd::grad({y.square().sum()}, {x}, {}, /*retain_graph=*/true,
                                 /*create_graph=*/true)[0];
       gx.square().sum().backward();
-      const at::Tensor& weight = transposed ? layer.transposed->weight : layer.conv->weight;
+      const at::Tensor& weight = layer.weight();
       ASSERT_TRUE(weight.grad().defined());
       weight_grads.push_back(weight.grad().to(at::kFloat));
     }
@@ -201,10 +206,9 @@ TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
 TEST(OnednnConvolution, FrozenWeightOrFixedInput) {
   for (bool transposed : {false, true}) {
     SCOPED_TRACE(transposed ? "transposed" : "convolution");
-    const Case c = transposed ? Case{true, 16, 8, 4, 2, 1, 0, 1, 1, 16, 16, false}
-                              : Case{false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+    const Case c = down_or_up(transposed);
     Layer layer(c);
-    auto& weight = transposed ? layer.transposed->weight : layer.conv->weight;
+    at::Tensor& weight = layer.weight();
     const at::Tensor x0 = torch::rand({1, c.in, c.height, c.width}) * 2 - 1;
     for (bool frozen : {true, false}) {
       SCOPED_TRACE(frozen ? "weight frozen" : "input fixed");
