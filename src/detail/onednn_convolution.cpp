@@ -348,31 +348,33 @@ std::vector<c10::IValue> convolution_backward_args(const at::Tensor& grad_output
 // convolution's passes are the convolution's with input and output gradient exchanged). Each
 // takes its inputs in the layouts its primitive reads and returns a plain contiguous tensor.
 
-// dst = conv(src, weights): src in forward_pd.src_desc(), weights packed for the forward.
-at::Tensor forward_pass(const Primitives& p, const at::Tensor& src, const at::Tensor& weights) {
-  const auto& pd = p.forward_pd;
-  Result dst(dst_sizes(p.key), p.dst_plain, pd.dst_desc());
-  execute(p.forward, pd.scratchpad_desc(),
+// Runs the forward-convolution primitive `primitive` (descriptor `pd`) of the set `p` on src and
+// weights in its layouts; the result is a plain tensor of `sizes` (layout `plain`).
+at::Tensor run_forward(const Primitives& p, const dnnl::convolution_forward& primitive,
+                       const dnnl::convolution_forward::primitive_desc& pd, const at::Tensor& src,
+                       const at::Tensor& weights, const Dims& sizes, const memory::desc& plain) {
+  Result dst(sizes, plain, pd.dst_desc());
+  execute(primitive, pd.scratchpad_desc(),
           {{DNNL_ARG_SRC, wrap(pd.src_desc(), src)},
            {DNNL_ARG_WEIGHTS, wrap(pd.weights_desc(), weights)},
            {DNNL_ARG_DST, dst.target()}});
   return dst.finish(p);
 }
 
+// dst = conv(src, weights): src in forward_pd.src_desc(), weights packed for the forward.
+at::Tensor forward_pass(const Primitives& p, const at::Tensor& src, const at::Tensor& weights) {
+  return run_forward(p, p.forward, p.forward_pd, src, weights, dst_sizes(p.key), p.dst_plain);
+}
+
 // diff_src of conv(., weights) for diff_dst: diff_dst in backward_data_pd.diff_dst_desc(),
 // weights from backward_data_weights.
 at::Tensor backward_data_pass(const Primitives& p, const at::Tensor& diff_dst,
                               const at::Tensor& weights) {
-  if (p.flipped) {
-    const auto& pd = p.flipped_pd;
-    const at::Tensor src = relayout(p, diff_dst, p.backward_data_pd.diff_dst_desc(), pd.src_desc());
-    Result diff_src(src_sizes(p.key), p.src_plain, pd.dst_desc());
-    execute(p.flipped_forward, pd.scratchpad_desc(),
-            {{DNNL_ARG_SRC, wrap(pd.src_desc(), src)},
-             {DNNL_ARG_WEIGHTS, wrap(pd.weights_desc(), weights)},
-             {DNNL_ARG_DST, diff_src.target()}});
-    return diff_src.finish(p);
-  }
+  if (p.flipped)
+    return run_forward(
+        p, p.flipped_forward, p.flipped_pd,
+        relayout(p, diff_dst, p.backward_data_pd.diff_dst_desc(), p.flipped_pd.src_desc()), weights,
+        src_sizes(p.key), p.src_plain);
   const auto& pd = p.backward_data_pd;
   Result diff_src(src_sizes(p.key), p.src_plain, pd.diff_src_desc());
   execute(p.backward_data, pd.scratchpad_desc(),
