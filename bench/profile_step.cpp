@@ -2,9 +2,10 @@
 // on random inputs and prints a table of ATen operators by self time (time inside the operator
 // minus the operators it called), measured with a RecordFunction observer on the calling thread.
 // Usage: profile_step [fp32|bf16] [steps=5] [size=256] [matmul_max_side=16]
-// [matmul_max_side_transposed=8] [matmul_max_side_float32=2] (ComputeOptions; 0 0 runs every
-// bf16 convolution on oneDNN's convolution, and 16 0 0 every fp32 one as before the
-// matrix-product forms). Environment:
+// [matmul_max_side_transposed=8] [matmul_max_side_float32=2] [small_products=1] (ComputeOptions;
+// 0 0 runs every bf16 convolution on oneDNN's convolution, and 16 0 0 every fp32 one as before
+// the matrix-product forms; small_products 0 runs the bf16 matrix products on oneDNN's matmul
+// only). Environment:
 // PROFILE_SHAPES=1 one row per operator and input shapes, PROFILE_ROWS=N rows printed (40).
 // A benchmark, never a test.
 #include <ATen/ATen.h>
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
   if (argc > 4) compute.matmul_max_side = std::stoll(argv[4]);
   if (argc > 5) compute.matmul_max_side_transposed = std::stoll(argv[5]);
   if (argc > 6) compute.matmul_max_side_float32 = std::stoll(argv[6]);
+  if (argc > 7) compute.small_products = std::stoll(argv[7]) != 0;
   set_compute(*generator, compute);
   set_compute(*discriminator, compute);
   Pix2PixStep model(generator, discriminator, {}, {}, {});

@@ -58,7 +58,10 @@ std::unique_ptr<at::ObserverContext> on_operator(const at::RecordFunction& fn) {
       std::strcmp(name, "aten::convolution") == 0 || std::strcmp(name, "pix2pix::convolution") == 0;
   const bool backward = !forward && (std::strcmp(name, "aten::convolution_backward") == 0 ||
                                      std::strcmp(name, "pix2pix::convolution_backward") == 0);
-  const bool mm = std::strcmp(name, "aten::mm") == 0;
+  // pix2pix::small_product(a, b): bfloat16 products with a small dimension on our kernels
+  // (ComputeOptions::small_products).
+  const bool mm =
+      std::strcmp(name, "aten::mm") == 0 || std::strcmp(name, "pix2pix::small_product") == 0;
   const bool addmm = std::strcmp(name, "aten::addmm") == 0;
   if (!forward && !backward && !mm && !addmm) return nullptr;
   const auto inputs = fn.inputs();

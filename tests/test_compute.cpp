@@ -90,7 +90,9 @@ struct MatmulCase {
 
 // bfloat16 convolutions on small maps run as im2col + a matrix product (ComputeOptions::
 // matmul_max_side): forward and every gradient equal the float32 convolution within bfloat16
-// rounding, and equal the oneDNN-convolution form of the same bfloat16 layer.
+// rounding, and equal the oneDNN-convolution form of the same bfloat16 layer, with the products
+// on this library's small-dimension kernels (ComputeOptions::small_products) and on oneDNN's
+// matmul.
 TEST(Compute, Bf16MatmulFormEqualsConvolutionForwardAndBackward) {
   const std::vector<MatmulCase> cases = {
       {false, 32, 16, 4, 2, 1, 0, 1, 8, 8, false},  // U-Net down layer
@@ -132,20 +134,24 @@ TEST(Compute, Bf16MatmulFormEqualsConvolutionForwardAndBackward) {
         return conv->forward(x);
       };
     }
-    ComputeOptions fp32, onednn, matmul;
+    ComputeOptions fp32, onednn, matmul, onednn_matmul;
     fp32.transposed = TransposedConv::kNative;  // libtorch's own layers
     onednn.precision = matmul.precision = Precision::kBFloat16;
     onednn.matmul_max_side = onednn.matmul_max_side_transposed = 0;
     matmul.matmul_max_side = matmul.matmul_max_side_transposed = 64;
+    onednn_matmul = matmul;
+    onednn_matmul.small_products = false;
     const at::Tensor x0 = torch::rand({c.batch, c.in, c.height, c.width}) * 2 - 1;
     at::Tensor gy;
     std::vector<std::vector<at::Tensor>> results;  // per form: y, x grad, parameter grads
-    for (const ComputeOptions* form : {&fp32, &onednn, &matmul}) {
+    for (const ComputeOptions* form : {&fp32, &onednn, &matmul, &onednn_matmul}) {
       for (auto& p : parameters) p.mutable_grad() = at::Tensor();
       const at::Tensor x = x0.clone().requires_grad_();
       const at::Tensor y = run(x, *form);
-      // Which computation ran: a matrix product, or oneDNN's convolution.
-      EXPECT_EQ(made_by(y, "MmBackward0"), form == &matmul);
+      // Which computation ran: a matrix product (the small-dimension kernels' or oneDNN's), or
+      // oneDNN's convolution.
+      EXPECT_EQ(made_by(y, "MmBackward0"), form == &onednn_matmul);
+      EXPECT_EQ(made_by(y, "ProductFunction"), form == &matmul);
       if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
       y.backward(gy);
       std::vector<at::Tensor> result = {y, x.grad()};
@@ -162,6 +168,9 @@ TEST(Compute, Bf16MatmulFormEqualsConvolutionForwardAndBackward) {
       EXPECT_EQ(results[0][i].scalar_type(), at::kFloat);
       EXPECT_LT(relative_error(results[2][i], results[0][i]), 0.02);  // bf16 vs fp32
       EXPECT_LT(relative_error(results[2][i], results[1][i]), 0.02);  // matmul vs oneDNN form
+      EXPECT_EQ(results[3][i].scalar_type(), results[2][i].scalar_type());
+      EXPECT_LT(relative_error(results[3][i], results[0][i]), 0.02);
+      EXPECT_LT(relative_error(results[2][i], results[3][i]), 0.02);  // kernels vs oneDNN matmul
     }
     EXPECT_GT(results[0][0].abs().max().item<double>(), 0.01);  // real data, not zeros
   }

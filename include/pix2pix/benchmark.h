@@ -19,8 +19,9 @@ struct ConvolutionWork {
   int64_t forward_calls = 0;   ///< convolutions (aten::convolution, transposed ones included)
   int64_t backward_calls = 0;  ///< aten::convolution_backward calls (gradients or, for
                                ///< transposed convolutions in gradient form, forwards)
-  int64_t matmul_calls = 0;    ///< aten::mm / aten::addmm calls (bf16 convolutions on small
-                               ///< maps run as matrix products, forward and backward)
+  int64_t matmul_calls = 0;    ///< aten::mm / aten::addmm / pix2pix::small_product calls (bf16
+                               ///< convolutions on small maps run as matrix products, forward
+                               ///< and backward)
 };
 
 /// Runs `work` and counts the FLOPs of every convolution it runs on any thread, forward and

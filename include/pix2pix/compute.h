@@ -77,6 +77,12 @@ struct ComputeOptions {
   /// layout for its weight gradient) and each output gradient once for both of its products.
   /// The same kernels: the numbers are those of libtorch's bfloat16 convolution. false: libtorch.
   bool onednn_direct = true;
+  /// bfloat16 on a CPU with AVX-512 BF16: the matrix products of the matrix-product forms above
+  /// that have a dimension of at most 16 (the U-Net's 1x1 to 4x4 maps at batch 1, forward and
+  /// backward) run on this library's kernels, which read the weight as it lies, instead of
+  /// oneDNN's matmul, which repacks it on every call. Exact bfloat16 products summed in float32
+  /// and rounded once, as oneDNN's: only the order of the sums differs. false: oneDNN's matmul.
+  bool small_products = true;
 };
 
 /// Applies `options` to every convolution layer inside `module` (a generator or discriminator

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "detail/small_product.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix::detail {
@@ -117,7 +118,9 @@ at::Tensor bf16_output(const at::Tensor& y, const at::Tensor& bias) {
 
 // The matrix-product forms below multiply 2-D matrices only (samples side by side along the
 // columns), arranged so that every weight and weight gradient is a contiguous matrix: at::mm
-// takes transposed operands as they are, and no weight-sized copy is made forward or backward.
+// and small_product take transposed operands as they are, and no weight-sized copy is made
+// forward or backward. small_products: bfloat16 products with a small dimension on
+// small_product (ComputeOptions::small_products).
 
 // (N, C, L) -> (C, N*L): a view for one sample.
 at::Tensor samples_side_by_side(const at::Tensor& x) {
@@ -129,13 +132,14 @@ at::Tensor samples_side_by_side(const at::Tensor& x) {
 // conv2d(x, weight) (no bias, groups 1) as im2col and a matrix product; differentiable.
 at::Tensor conv2d_as_matmul(const at::Tensor& x, const at::Tensor& weight,
                             const std::vector<int64_t>& stride, const std::vector<int64_t>& padding,
-                            const std::vector<int64_t>& dilation) {
+                            const std::vector<int64_t>& dilation, bool small_products) {
   const int64_t n = x.size(0), out = weight.size(0);
   const int64_t kh = weight.size(2), kw = weight.size(3);
   const int64_t ho = (x.size(2) + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
   const int64_t wo = (x.size(3) + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
   const at::Tensor columns = at::im2col(x, {kh, kw}, dilation, padding, stride);       // N, C*K, L
-  const at::Tensor y = at::mm(weight.view({out, -1}), samples_side_by_side(columns));  // O, N*L
+  const at::Tensor y =
+      product(weight.view({out, -1}), samples_side_by_side(columns), small_products);  // O, N*L
   // _unsafe_view: the result is not an autograd view of the product, so the in-place
   // activations that follow need no view bookkeeping (as torch's own matmul does).
   return n == 1 ? at::_unsafe_view(y, {1, out, ho, wo})
@@ -146,7 +150,8 @@ at::Tensor conv2d_as_matmul(const at::Tensor& x, const at::Tensor& weight,
 at::Tensor conv_transpose2d_as_matmul(const at::Tensor& x, const at::Tensor& weight,
                                       const std::vector<int64_t>& stride,
                                       const std::vector<int64_t>& padding,
-                                      const std::vector<int64_t>& output_padding) {
+                                      const std::vector<int64_t>& output_padding,
+                                      bool small_products) {
   const int64_t n = x.size(0), in = x.size(1), l = x.size(2) * x.size(3);
   const int64_t kh = weight.size(2), kw = weight.size(3);
   const int64_t ho =
@@ -155,8 +160,8 @@ at::Tensor conv_transpose2d_as_matmul(const at::Tensor& x, const at::Tensor& wei
       transposed_output_side(x.size(3), kw, stride[1], padding[1], output_padding[1]);
   // Rows are pixels, so that the weight's gradient (x times the columns' gradient) comes out
   // as a contiguous C_in x (C_out*K) matrix.
-  const at::Tensor rows = at::mm(samples_side_by_side(x.reshape({n, in, l})).t(),
-                                 weight.view({in, -1}));             // N*L, C_out*K
+  const at::Tensor rows = product(samples_side_by_side(x.reshape({n, in, l})).t(),
+                                  weight.view({in, -1}), small_products);  // N*L, C_out*K
   const at::Tensor columns = rows.view({n, l, -1}).transpose(1, 2);  // N, C_out*K, L
   return at::col2im(columns, {ho, wo}, {kh, kw}, {1, 1}, padding, stride);
 }
@@ -210,7 +215,8 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
         c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()) &&
         small_input(input, compute.matmul_max_side_float32))
       return add_bias(conv2d_as_matmul(input, weight, to_vector(options.stride()),
-                                       to_vector(*explicit_padding), to_vector(options.dilation())),
+                                       to_vector(*explicit_padding), to_vector(options.dilation()),
+                                       false),
                       bias);
     return torch::nn::Conv2dImpl::forward(input);
   }
@@ -238,7 +244,7 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
   const at::Tensor w16 = weight16_.get(weight);
   at::Tensor y;
   if (options.groups() == 1 && small_input(x, compute.matmul_max_side))
-    y = conv2d_as_matmul(x16, w16, stride, padding, dilation);
+    y = conv2d_as_matmul(x16, w16, stride, padding, dilation, compute.small_products);
   else if (compute.onednn_direct && onednn_direct_applies(x16, options.groups()))
     y = onednn_conv2d(x16, w16, packed_, stride, padding, dilation);
   else
@@ -262,7 +268,8 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
     const at::Tensor w16 = weight16_.get(weight);
     at::Tensor y;
     if (small_input(input, compute.matmul_max_side_transposed))
-      y = conv_transpose2d_as_matmul(x16, w16, stride, padding, output_padding);
+      y = conv_transpose2d_as_matmul(x16, w16, stride, padding, output_padding,
+                                     compute.small_products);
     else if (compute.onednn_direct && onednn_direct_applies(x16, 1))
       y = onednn_conv_transpose2d(x16, w16, packed_, stride, padding, output_padding);
     else
@@ -274,8 +281,8 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
   // slow_conv_transpose2d and the gradient form), larger ones as convolution gradients.
   if (compute.transposed == TransposedConv::kAuto && plain_layer && !output_size &&
       small_input(input, compute.matmul_max_side_transposed))
-    return add_bias(conv_transpose2d_as_matmul(input, weight, stride, padding, output_padding),
-                    bias);
+    return add_bias(
+        conv_transpose2d_as_matmul(input, weight, stride, padding, output_padding, false), bias);
   const bool gradient_form =
       compute.transposed == TransposedConv::kGradient ||
       (compute.transposed == TransposedConv::kAuto && input.dim() == 4 &&
