@@ -359,26 +359,25 @@ bool small_product_supported() {
   return supported;
 }
 
-at::Tensor small_product(const at::Tensor& a, const at::Tensor& b) {
+at::Tensor small_product(const at::Tensor& a, const at::Tensor& b, int64_t max_dim) {
   if (!small_product_supported() || a.dim() != 2 || b.dim() != 2 ||
       a.scalar_type() != at::kBFloat16 || b.scalar_type() != at::kBFloat16 || !a.is_cpu() ||
       !b.is_cpu() || a.size(1) != b.size(0))
     return {};
   const int64_t m = a.size(0), k = a.size(1), n = b.size(1);
   if (m == 0 || k == 0 || n == 0) return {};
-  constexpr int64_t kMax = kSmallProductMaxDim;
   // Which form: the big operand is read by rows in each.
   enum class Form { kNone, kRowsTimes, kRowsTimesTransposed, kDots, kDotsTransposed, kOuter };
   Form form = Form::kNone;
-  if (m <= kMax && by_rows(b))
+  if (m <= max_dim && by_rows(b))
     form = Form::kRowsTimes;  // C = a b
-  else if (m <= kMax && by_columns(b))
+  else if (m <= max_dim && by_columns(b))
     form = Form::kDotsTransposed;  // C^T = b^T a^T, b^T by rows
-  else if (n <= kMax && by_rows(a))
+  else if (n <= max_dim && by_rows(a))
     form = Form::kDots;  // C = a b
-  else if (n <= kMax && by_columns(a))
+  else if (n <= max_dim && by_columns(a))
     form = Form::kRowsTimesTransposed;  // C^T = b^T a^T, a^T by rows
-  else if (k <= kMax)
+  else if (k <= max_dim)
     form = Form::kOuter;
   if (form == Form::kNone) return {};
   RECORD_FUNCTION("pix2pix::small_product", std::vector<c10::IValue>({a, b}));

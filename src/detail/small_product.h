@@ -26,8 +26,10 @@ bool small_product_supported();
 /// matrix or a transposed matrix, with any leading stride). The result is bfloat16, laid out by
 /// rows, or by columns where that saves a copy (a transposed view). Returns an undefined tensor
 /// where the kernels do not apply (other shapes, dtypes or layouts, or a CPU without the
-/// instructions): the caller then uses at::mm. Not differentiable (see product()).
-at::Tensor small_product(const at::Tensor& a, const at::Tensor& b);
+/// instructions): the caller then uses at::mm. Not differentiable (see product()). max_dim
+/// other than kSmallProductMaxDim is for measuring (bench/small_product).
+at::Tensor small_product(const at::Tensor& a, const at::Tensor& b,
+                         int64_t max_dim = kSmallProductMaxDim);
 
 /// at::mm(a, b), differentiable, with every product forward and backward on small_product()
 /// where it applies (use_small_product), else on at::mm.
