@@ -79,7 +79,8 @@ struct ComputeOptions {
   bool onednn_direct = true;
   /// bfloat16 on a CPU with AVX-512 BF16: the matrix products of the matrix-product forms above
   /// that have a dimension of at most 16 (the U-Net's 1x1 to 4x4 maps at batch 1, forward and
-  /// backward) run on this library's kernels, which read the weight as it lies, instead of
+  /// backward; 8 where the weight's rows run along the summed dimension) run on this library's
+  /// kernels, which read the weight as it lies, instead of
   /// oneDNN's matmul, which repacks it on every call. Exact bfloat16 products summed in float32
   /// and rounded once, as oneDNN's: only the order of the sums differs. false: oneDNN's matmul.
   bool small_products = true;

@@ -166,7 +166,7 @@ at::Tensor conv2d_as_matmul(const at::Tensor& x, const at::Tensor& weight,
   const int64_t kh = weight.size(2), kw = weight.size(3);
   const int64_t ho = (x.size(2) + 2 * padding[0] - dilation[0] * (kh - 1) - 1) / stride[0] + 1;
   const int64_t wo = (x.size(3) + 2 * padding[1] - dilation[1] * (kw - 1) - 1) / stride[1] + 1;
-  const at::Tensor columns = at::im2col(x, {kh, kw}, dilation, padding, stride);       // N, C*K, L
+  const at::Tensor columns = at::im2col(x, {kh, kw}, dilation, padding, stride);  // N, C*K, L
   const at::Tensor y =
       product(weight.view({out, -1}), samples_side_by_side(columns), small_products);  // O, N*L
   // _unsafe_view: the result is not an autograd view of the product, so the in-place
@@ -191,7 +191,7 @@ at::Tensor conv_transpose2d_as_matmul(const at::Tensor& x, const at::Tensor& wei
   // as a contiguous C_in x (C_out*K) matrix.
   const at::Tensor rows = product(samples_side_by_side(x.reshape({n, in, l})).t(),
                                   weight.view({in, -1}), small_products);  // N*L, C_out*K
-  const at::Tensor columns = rows.view({n, l, -1}).transpose(1, 2);  // N, C_out*K, L
+  const at::Tensor columns = rows.view({n, l, -1}).transpose(1, 2);        // N, C_out*K, L
   return at::col2im(columns, {ho, wo}, {kh, kw}, {1, 1}, padding, stride);
 }
 }  // namespace
@@ -243,10 +243,10 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
     if (compute.transposed == TransposedConv::kAuto && options.groups() == 1 && explicit_padding &&
         c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()) &&
         small_input(input, compute.matmul_max_side_float32))
-      return add_bias(conv2d_as_matmul(input, weight, to_vector(options.stride()),
-                                       to_vector(*explicit_padding), to_vector(options.dilation()),
-                                       false),
-                      bias);
+      return add_bias(
+          conv2d_as_matmul(input, weight, to_vector(options.stride()), to_vector(*explicit_padding),
+                           to_vector(options.dilation()), false),
+          bias);
     return torch::nn::Conv2dImpl::forward(input);
   }
   // bfloat16: pad (if not zeros) and add the bias in float32, convolve in bfloat16.

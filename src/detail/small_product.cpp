@@ -88,13 +88,13 @@ PIX2PIX_BF16_KERNEL void rows_times_pass(const uint32_t* x, int64_t x_words, int
       const bool second = 2 * p + 1 < k;
       const __m512i a0 = _mm512_maskz_loadu_epi16(mask_a, row);
       const __m512i b0 = _mm512_maskz_loadu_epi16(mask_b, row + 32);
-      const __m512i a1 = second ? _mm512_maskz_loadu_epi16(mask_a, row + ldw) : _mm512_setzero_si512();
+      const __m512i a1 =
+          second ? _mm512_maskz_loadu_epi16(mask_a, row + ldw) : _mm512_setzero_si512();
       const __m512i b1 =
           second ? _mm512_maskz_loadu_epi16(mask_b, row + ldw + 32) : _mm512_setzero_si512();
-      const __m512bh w_pairs[4] = {(__m512bh)_mm512_unpacklo_epi16(a0, a1),
-                                   (__m512bh)_mm512_unpackhi_epi16(a0, a1),
-                                   (__m512bh)_mm512_unpacklo_epi16(b0, b1),
-                                   (__m512bh)_mm512_unpackhi_epi16(b0, b1)};
+      const __m512bh w_pairs[4] = {
+          (__m512bh)_mm512_unpacklo_epi16(a0, a1), (__m512bh)_mm512_unpackhi_epi16(a0, a1),
+          (__m512bh)_mm512_unpacklo_epi16(b0, b1), (__m512bh)_mm512_unpackhi_epi16(b0, b1)};
 #pragma GCC unroll 16
       for (int r = 0; r < R; ++r) {
         const __m512bh xr = (__m512bh)_mm512_set1_epi32(static_cast<int>(x[r * x_words + p]));
@@ -211,6 +211,10 @@ void dots_rows(const Bits* w, int64_t ldw, int64_t k, const Bits* yt, int64_t ld
   for (; j + 4 <= l; j += 4) dots_block<RM, 4>(w, ldw, k, yt + j * ldy, ldy, out + j, l);
   for (; j < l; ++j) dots_block<RM, 1>(w, ldw, k, yt + j * ldy, ldy, out + j, l);
 }
+
+// The most columns the dot-product form takes: measured (bench/small_product), it beats at::mm
+// at 1 and 4 columns but not at 16 (0.99-1.21x).
+constexpr int64_t kDotsMaxColumns = 8;
 
 // w: M rows of K bfloat16s, ldw apart; y: [K x L] any layout. Returns [M x L] by rows.
 at::Tensor dots(const Bits* w, int64_t ldw, int64_t m, const at::Tensor& y) {
@@ -352,10 +356,9 @@ struct ProductFunction : torch::autograd::Function<ProductFunction> {
 }  // namespace
 
 bool small_product_supported() {
-  static const bool supported = __builtin_cpu_supports("avx512f") &&
-                                __builtin_cpu_supports("avx512bw") &&
-                                __builtin_cpu_supports("avx512vl") &&
-                                __builtin_cpu_supports("avx512bf16");
+  static const bool supported =
+      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
   return supported;
 }
 
@@ -369,11 +372,12 @@ at::Tensor small_product(const at::Tensor& a, const at::Tensor& b, int64_t max_d
   // Which form: the big operand is read by rows in each.
   enum class Form { kNone, kRowsTimes, kRowsTimesTransposed, kDots, kDotsTransposed, kOuter };
   Form form = Form::kNone;
+  const int64_t max_dots = std::min(max_dim, kDotsMaxColumns);
   if (m <= max_dim && by_rows(b))
     form = Form::kRowsTimes;  // C = a b
-  else if (m <= max_dim && by_columns(b))
+  else if (m <= max_dots && by_columns(b))
     form = Form::kDotsTransposed;  // C^T = b^T a^T, b^T by rows
-  else if (n <= max_dim && by_rows(a))
+  else if (n <= max_dots && by_rows(a))
     form = Form::kDots;  // C = a b
   else if (n <= max_dim && by_columns(a))
     form = Form::kRowsTimesTransposed;  // C^T = b^T a^T, a^T by rows

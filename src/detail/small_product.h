@@ -22,10 +22,11 @@ constexpr int64_t kSmallProductMaxDim = 16;
 bool small_product_supported();
 
 /// a · b for 2-D CPU bfloat16 matrices where the rows of a, the columns of b or the shared
-/// dimension is at most kSmallProductMaxDim, each operand laid out by rows or by columns (a
-/// matrix or a transposed matrix, with any leading stride). The result is bfloat16, laid out by
-/// rows, or by columns where that saves a copy (a transposed view). Returns an undefined tensor
-/// where the kernels do not apply (other shapes, dtypes or layouts, or a CPU without the
+/// dimension is at most kSmallProductMaxDim (8 where the large operand's rows run along the
+/// shared dimension: dot products, slower than at::mm at 16), each operand laid out by rows or by
+/// columns (a matrix or a transposed matrix, with any leading stride). The result is bfloat16, laid
+/// out by rows, or by columns where that saves a copy (a transposed view). Returns an undefined
+/// tensor where the kernels do not apply (other shapes, dtypes or layouts, or a CPU without the
 /// instructions): the caller then uses at::mm. Not differentiable (see product()). max_dim
 /// other than kSmallProductMaxDim is for measuring (bench/small_product).
 at::Tensor small_product(const at::Tensor& a, const at::Tensor& b,
