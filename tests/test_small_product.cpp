@@ -120,6 +120,16 @@ TEST_F(SmallProduct, SumOfFewOuterProducts) {
         }
 }
 
+// A small operand that starts at an odd element (a view into a larger matrix) is read as
+// pairs all the same.
+TEST_F(SmallProduct, SmallOperandAtAnOddOffset) {
+  const at::Tensor storage = matrix(3, 41, false);
+  const at::Tensor x = storage.narrow(1, 1, 40);  // rows of 40 starting at element 1
+  const at::Tensor w = matrix(40, 70, false);
+  expect_product(small_product(x.narrow(0, 0, 1), w), x.narrow(0, 0, 1), w);  // odd address
+  expect_product(small_product(x, w), x, w);
+}
+
 // The U-Net's products at 256x256, batch 1, as the training step makes them.
 TEST_F(SmallProduct, UNetInnermostProducts) {
   const at::Tensor w = matrix(512, 8192, false), cols = matrix(8192, 4, false);

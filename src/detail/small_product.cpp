@@ -7,6 +7,7 @@
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
 #include <vector>
 
@@ -45,7 +46,9 @@ Bits to_bf16(float value) {
 // element zero past an odd length): what vdpbf16ps multiplies with a broadcast.
 at::Tensor row_pairs(const at::Tensor& m) {
   const int64_t cols = m.size(1);
-  if (cols % 2 == 0 && m.is_contiguous()) return m;
+  if (cols % 2 == 0 && m.is_contiguous() &&
+      reinterpret_cast<uintptr_t>(m.data_ptr()) % alignof(uint32_t) == 0)
+    return m;  // already pairs, read as 32-bit words
   at::Tensor pairs = at::zeros({m.size(0), cols + cols % 2}, m.options());
   pairs.narrow(1, 0, cols).copy_(m);
   return pairs;
