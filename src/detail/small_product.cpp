@@ -171,7 +171,8 @@ at::Tensor rows_times(const at::Tensor& x, const Bits* w, int64_t ldw, int64_t n
 //
 // Dot products along K, 32 elements at a time, of RM rows of W with RL columns of Y (copied to
 // rows of a zero-padded buffer); each thread takes whole rows of W.
-// The sum of a vector's 16 lanes (pairwise). Not _mm512_reduce_add_ps: GCC 12's warns of an
+
+// The sum of a vector's 16 lanes (pairwise). Not _mm512_reduce_add_ps: GCC 12 warns of an
 // uninitialised variable inside it.
 PIX2PIX_BF16_KERNEL float lane_sum(__m512 v) {
   alignas(64) float lanes[16];
