@@ -60,40 +60,33 @@ struct ConvTransposeAsGradient : torch::autograd::Function<ConvTransposeAsGradie
   }
 };
 
+// sum = a + b in float32, element by element, in one pass (a: float32, possibly sum itself, or
+// bfloat16; b: bfloat16, as autograd hands on a bfloat16 working copy's gradient). Not
+// sum.copy_(a).add_(b): add_ with a bfloat16 operand first widens it into a fresh
+// weight-sized float32 tensor, whose page faults cost 6-12 ms per step for the discriminator's
+// 2M-element layer (profile_step bf16) against 0.3 ms for the pass itself.
+void add_widened(at::Tensor& sum, const at::Tensor& a, const at::Tensor& b) {
+  const at::Tensor a_c = a.contiguous(), b_c = b.contiguous();
+  float* out = sum.data_ptr<float>();
+  const at::BFloat16* y = b_c.data_ptr<at::BFloat16>();
+  auto run = [&](const auto* x) {
+    at::parallel_for(0, sum.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i)
+        out[i] = static_cast<float>(x[i]) + static_cast<float>(y[i]);
+    });
+  };
+  if (a_c.scalar_type() == at::kFloat)
+    run(a_c.data_ptr<float>());
+  else
+    run(a_c.data_ptr<at::BFloat16>());
+}
+
 // Training in bfloat16: the convolution reads the bfloat16 working copy of a float32 weight, and
 // the weight's gradient (bfloat16, as the convolution makes it) is left on the float32 weight
 // as it is: no cast of the weights forward or of their gradients backward. pix2pix::Adam reads
 // bfloat16 gradients directly. A weight used several times in one graph (the discriminator on
 // fake and real pairs) or over several backward passes (accumulation) sums in float32, in the
 // layer's reusable buffer `sum` (Bf16Cache::sum_; resized on first use).
-// sum = a + b in float32, element by element, in one pass over the three tensors (a: float32 or
-// bfloat16, b: bfloat16 or float32; sum float32 and contiguous, a may be sum itself). Not
-// sum.copy_(a).add_(b): add_ with a bfloat16 operand first widens it into a fresh
-// weight-sized float32 tensor, whose page faults cost 6-12 ms per step for the discriminator's
-// 2M-element layer (profile_step bf16) against 0.3 ms for the pass itself.
-void add_widened(at::Tensor& sum, const at::Tensor& a, const at::Tensor& b) {
-  const at::Tensor a_c = a.contiguous(), b_c = b.contiguous();
-  if (a_c.scalar_type() == b_c.scalar_type() && a_c.scalar_type() == at::kFloat) {
-    if (!a_c.is_same(sum)) sum.copy_(a_c);
-    sum.add_(b_c);
-    return;
-  }
-  float* out = sum.data_ptr<float>();
-  auto run = [&](auto* x, auto* y) {
-    at::parallel_for(0, sum.numel(), 1 << 16, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i)
-        out[i] = static_cast<float>(x[i]) + static_cast<float>(y[i]);
-    });
-  };
-  const bool a_float = a_c.scalar_type() == at::kFloat, b_float = b_c.scalar_type() == at::kFloat;
-  if (a_float && !b_float)
-    run(a_c.data_ptr<float>(), b_c.data_ptr<at::BFloat16>());
-  else if (!a_float && b_float)
-    run(a_c.data_ptr<at::BFloat16>(), b_c.data_ptr<float>());
-  else
-    run(a_c.data_ptr<at::BFloat16>(), b_c.data_ptr<at::BFloat16>());
-}
-
 struct Bf16WeightGradient : torch::autograd::Function<Bf16WeightGradient> {
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& weight,
                             const at::Tensor& working_copy, const at::Tensor& sum) {
