@@ -8,7 +8,7 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <cstring>
+#include <type_traits>
 #include <vector>
 
 // The kernels are compiled for AVX-512 BF16 whatever the build's flags; they run only where
@@ -34,12 +34,20 @@ __mmask16 first16(int64_t n) {
   return n >= 16 ? 0xffff : n <= 0 ? 0 : static_cast<__mmask16>((1u << n) - 1u);
 }
 
-// float -> bfloat16 bits, nearest even (as c10::BFloat16 and vcvtneps2bf16 round); NaN stays NaN.
-Bits to_bf16(float value) {
-  uint32_t bits;
-  std::memcpy(&bits, &value, sizeof bits);
-  const uint32_t rounded = (bits + ((bits >> 16) & 1u) + 0x7fffu) >> 16;
-  return static_cast<Bits>((bits & 0x7fffffffu) > 0x7f800000u ? 0x7fc0u : rounded);
+// Calls visit(std::integral_constant<int, R>()) with R = rows (1 to 4): the kernels' row-block
+// templates for a block's row count.
+template <typename Visit>
+void with_rows(int64_t rows, Visit visit) {
+  switch (rows) {
+    case 4:
+      return visit(std::integral_constant<int, 4>());
+    case 3:
+      return visit(std::integral_constant<int, 3>());
+    case 2:
+      return visit(std::integral_constant<int, 2>());
+    default:
+      return visit(std::integral_constant<int, 1>());
+  }
 }
 
 // A small matrix's rows as pairs of neighbouring elements (one 32-bit word per pair, the second
@@ -144,23 +152,10 @@ at::Tensor rows_times(const at::Tensor& x, const Bits* w, int64_t ldw, int64_t n
         const uint32_t* xr = xp + r * x_words;
         float* s = sums.empty() ? nullptr : sums.data() + r * ld_sums;
         Bits* cr = cp + r * n + n0;
-        switch (std::min<int64_t>(4, l - r)) {
-          case 4:
-            rows_times_pass<4>(xr, x_words, p0, p1, w + n0, ldw, k, s, ld_sums, columns, first,
-                               last, cr, n);
-            break;
-          case 3:
-            rows_times_pass<3>(xr, x_words, p0, p1, w + n0, ldw, k, s, ld_sums, columns, first,
-                               last, cr, n);
-            break;
-          case 2:
-            rows_times_pass<2>(xr, x_words, p0, p1, w + n0, ldw, k, s, ld_sums, columns, first,
-                               last, cr, n);
-            break;
-          default:
-            rows_times_pass<1>(xr, x_words, p0, p1, w + n0, ldw, k, s, ld_sums, columns, first,
-                               last, cr, n);
-        }
+        with_rows(std::min<int64_t>(4, l - r), [&](auto rows) {
+          rows_times_pass<decltype(rows)::value>(xr, x_words, p0, p1, w + n0, ldw, k, s, ld_sums,
+                                                 columns, first, last, cr, n);
+        });
       }
     }
   });
@@ -242,7 +237,8 @@ at::Tensor dots(const Bits* w, int64_t ldw, int64_t m, const at::Tensor& y) {
         for (int64_t i = 0; i < rows; ++i)
           dots_rows<1>(w + (row + i) * ldw, ldw, k, ytp, ldy, l, out.data() + i * l);
       }
-      for (int64_t i = 0; i < rows * l; ++i) cp[row * l + i] = to_bf16(out[i]);
+      for (int64_t i = 0; i < rows * l; ++i)
+        cp[row * l + i] = c10::BFloat16(out[i]).x;  // nearest even
     }
   });
   return c;
@@ -304,19 +300,9 @@ at::Tensor outer_sums(const at::Tensor& g, const at::Tensor& h) {
         const int64_t width = std::min<int64_t>(64, n - col);
         const uint32_t* gr = gp + row * g_words;
         Bits* cr = cp + row * n + col;
-        switch (rows) {
-          case 4:
-            outer_block<4>(gr, g_words, hpp + col * 2, ldh, cr, n, width);
-            break;
-          case 3:
-            outer_block<3>(gr, g_words, hpp + col * 2, ldh, cr, n, width);
-            break;
-          case 2:
-            outer_block<2>(gr, g_words, hpp + col * 2, ldh, cr, n, width);
-            break;
-          default:
-            outer_block<1>(gr, g_words, hpp + col * 2, ldh, cr, n, width);
-        }
+        with_rows(rows, [&](auto r) {
+          outer_block<decltype(r)::value>(gr, g_words, hpp + col * 2, ldh, cr, n, width);
+        });
       }
     }
   });
