@@ -3,6 +3,7 @@
 #include <torch/nn/module.h>
 
 #include "detail/convolution.h"
+#include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix {
@@ -10,7 +11,17 @@ namespace pix2pix {
 Precision parse_precision(const std::string& name) {
   if (name == "fp32" || name == "float32") return Precision::kFloat32;
   if (name == "bf16" || name == "bfloat16") return Precision::kBFloat16;
-  throw Error("--precision", "unknown precision '" + name + "' (expected fp32 or bf16)");
+  if (name == "auto")
+    return cpu_features().bf16_arithmetic() ? Precision::kBFloat16 : Precision::kFloat32;
+  throw Error("precision", "unknown precision '" + name + "' (expected fp32, bf16 or auto)");
+}
+
+void check_precision_supported(Precision precision) {
+  if (precision == Precision::kBFloat16 && !cpu_features().bf16_arithmetic())
+    throw Error("precision",
+                "bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX on x86-64, BF16 "
+                "on arm64), and this one has none (" +
+                    cpu_features().describe() + "): use fp32");
 }
 
 std::string to_string(Precision precision) {
@@ -38,6 +49,7 @@ std::string to_string(TransposedConv mode) {
 }
 
 int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options) {
+  check_precision_supported(options.precision);
   if (options.gradient_min_side < 1)
     throw Error("ComputeOptions", "gradient_min_side must be at least 1");
   if (options.matmul_max_side < 0 || options.matmul_max_side_transposed < 0 ||

@@ -16,6 +16,7 @@
 
 #include "detail/atomic_file.h"
 #include "detail/convolution.h"
+#include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
 #include "pix2pix/image_io.h"
 #include "pix2pix/pytorch_import.h"
@@ -461,7 +462,12 @@ std::string options_to_json(const TrainOptions& options) {
   Json non_defaults = Json::array();
   for (const auto& [key, value] : values.items())
     if (key != "name" && key != "data" && defaults.at(key) != value) non_defaults.push_back(key);
-  return Json{{"options", values}, {"non_defaults", non_defaults}}.dump(2) + "\n";
+  const CpuFeatures& cpu = cpu_features();
+  return Json{{"options", values},
+              {"non_defaults", non_defaults},
+              {"cpu", {{"architecture", cpu.architecture}, {"features", cpu.names()}}}}
+             .dump(2) +
+         "\n";
 }
 
 std::string to_string(BadFilePolicy policy) {
@@ -692,10 +698,11 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
     detail::write_file_atomically(
         run_dir + "/model.txt",
         fmt::format(
-            "generator {}: {} parameters\ndiscriminator {}: {} parameters, receptive field {}\n",
+            "generator {}: {} parameters\ndiscriminator {}: {} parameters, receptive field {}\n"
+            "cpu: {}\n",
             generator->options().net, count_parameters(*generator), d_options.net,
             discriminator ? count_parameters(*discriminator) : 0,
-            discriminator ? discriminator->receptive_field() : 0));
+            discriminator ? discriminator->receptive_field() : 0, cpu_features().describe()));
   }
   // The contract: torch's generator (dropout) is seeded right before the first step.
   if (!options.resume) at::manual_seed(options.seed);

@@ -94,6 +94,7 @@ struct MatmulCase {
 // on this library's small-dimension kernels (ComputeOptions::small_products) and on oneDNN's
 // matmul.
 TEST(Compute, Bf16MatmulFormEqualsConvolutionForwardAndBackward) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   const std::vector<MatmulCase> cases = {
       {false, 32, 16, 4, 2, 1, 0, 1, 8, 8, false},  // U-Net down layer
       {false, 16, 24, 4, 2, 1, 0, 2, 4, 4, true},   // batch 2, bias
@@ -239,6 +240,7 @@ TEST(Compute, GeneratorInAutoFormMatchesNative) {
 }
 
 TEST(Compute, Bf16ConvolutionsStayCloseToFloat32) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   for (const Upsampling up : {Upsampling::kTransposed, Upsampling::kResizeBilinear}) {
     torch::manual_seed(0);
     GeneratorOptions options;
@@ -265,6 +267,7 @@ TEST(Compute, Bf16ConvolutionsStayCloseToFloat32) {
 // The bfloat16 copy used without autograd is remade when the weights change in place (an
 // optimiser step), and not otherwise.
 TEST(Compute, Bf16InferenceFollowsWeightUpdates) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   auto generator = small_unet();
   set_compute(*generator, {Precision::kBFloat16, TransposedConv::kAuto, 8});
   const at::Tensor x = torch::rand({1, 3, 32, 32}) * 2 - 1;
@@ -301,6 +304,7 @@ TEST(Compute, Bf16InferenceFollowsWeightUpdates) {
 // bf16 training: a few steps of the full pix2pix step on a small net keep every loss finite,
 // update the float32 master weights and drive the L1 term down on one pair.
 TEST(Compute, Bf16TrainingStepKeepsFiniteLosses) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   auto generator = small_unet(Norm::kBatch, true);
   torch::manual_seed(0);
   DiscriminatorOptions d_options;
@@ -350,6 +354,7 @@ TEST(Compute, Bf16TrainingStepKeepsFiniteLosses) {
 // float32 sum of its two bfloat16 gradients, in a buffer the layer keeps from step to step
 // (no weight-sized allocation per step); a further backward pass accumulates into it.
 TEST(Compute, Bf16WeightUsedTwiceSumsInAReusedFloat32Buffer) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   torch::manual_seed(0);
   detail::Conv2d conv(torch::nn::Conv2dOptions(8, 16, 4).stride(2).padding(1).bias(false));
   conv->compute.precision = Precision::kBFloat16;
@@ -383,6 +388,7 @@ TEST(Compute, Bf16WeightUsedTwiceSumsInAReusedFloat32Buffer) {
 // A working copy goes stale when its weight changes in place without it (a loaded checkpoint)
 // and is refreshed on the next use; Adam keeps a registered copy current by itself.
 TEST(Compute, Bf16WorkingCopyTracksInPlaceChanges) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   detail::Conv2d conv(torch::nn::Conv2dOptions(4, 6, 3).padding(1).bias(false));
   conv->compute.precision = Precision::kBFloat16;
   const at::Tensor copy = conv->bf16_weight();
@@ -407,6 +413,7 @@ TEST(Compute, Bf16WorkingCopyTracksInPlaceChanges) {
 // normalisation, upsampling and GAN loss (with the WGAN-GP penalty's double backward) trains
 // in bf16 with finite losses, float32 outputs and a float32 master weight update.
 TEST(Compute, Bf16TrainsEveryArchitecture) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   struct Case {
     std::string net_g;
     Upsampling upsampling;

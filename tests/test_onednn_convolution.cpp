@@ -78,6 +78,7 @@ struct Layer {
 // Stride-1 layers with outputs under 32 a side (a transposed layer's input) run channels-last on
 // oneDNN's brgemm kernel, which sums in another order: equal there within one bfloat16 rounding.
 TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   const std::vector<Case> cases = {
       {false, 3, 16, 4, 2, 1, 0, 1, 1, 64, 64, true},     // first U-Net / PatchGAN layer
       {false, 16, 32, 4, 2, 1, 0, 1, 1, 32, 32, false},   // U-Net down layer
@@ -129,6 +130,7 @@ TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
 // Packed weights follow the working copy: an optimiser step (which rewrites the copy in place)
 // is seen by the next forward, in training and in inference.
 TEST(OnednnConvolution, FollowsEveryOptimiserStep) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   const Case c = {false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
   Layer direct(c), reference(c);
   const at::Tensor x = torch::rand({1, 8, 32, 32});
@@ -152,6 +154,7 @@ TEST(OnednnConvolution, FollowsEveryOptimiserStep) {
 // input gradient is still libtorch's (within one bfloat16 rounding: the kernels sum in another
 // order).
 TEST(OnednnConvolution, FlippedInputGradientFollowsEveryOptimiserStep) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   const Case c = {false, 32, 64, 4, 1, 1, 0, 1, 1, 16, 16, false};  // the PatchGAN's stride-1 layer
   Layer direct(c), reference(c);
   const at::Tensor x0 = torch::rand({1, 32, 16, 16}) * 2 - 1;
@@ -183,6 +186,7 @@ TEST(OnednnConvolution, FlippedInputGradientFollowsEveryOptimiserStep) {
 // packs the next step's weights into a new buffer, and the old graph's input gradient is that
 // of the weights it ran with (libtorch's own convolution would refuse this backward instead).
 TEST(OnednnConvolution, PendingGraphKeepsItsWeights) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   for (bool transposed : {false, true}) {
     SCOPED_TRACE(transposed ? "transposed" : "convolution");
     const Case c = down_or_up(transposed);
@@ -212,6 +216,7 @@ TEST(OnednnConvolution, PendingGraphKeepsItsWeights) {
 // Gradients of gradients (the WGAN-GP penalty differentiates D's input gradient) equal those of
 // libtorch's bfloat16 convolution.
 TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   for (bool transposed : {false, true}) {
     SCOPED_TRACE(transposed ? "transposed" : "convolution");
     const Case c = down_or_up(transposed);
@@ -240,6 +245,7 @@ TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
 // weight gets none; with the input fixed (a network's first layer) the weight gradient equals
 // libtorch's.
 TEST(OnednnConvolution, FrozenWeightOrFixedInput) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   for (bool transposed : {false, true}) {
     SCOPED_TRACE(transposed ? "transposed" : "convolution");
     const Case c = down_or_up(transposed);
@@ -272,6 +278,7 @@ TEST(OnednnConvolution, FrozenWeightOrFixedInput) {
 // not grow memory without end); a geometry evicted and met again, even by a graph made before
 // the eviction, computes as before.
 TEST(OnednnConvolution, PrimitiveCacheIsBounded) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   const Case c = {false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
   Layer layer(c);
   detail::set_onednn_primitive_capacity(2);
@@ -295,6 +302,7 @@ TEST(OnednnConvolution, PrimitiveCacheIsBounded) {
 
 // Several threads may run the same layer at once (each call brings its own scratch memory).
 TEST(OnednnConvolution, ConcurrentInferenceAgrees) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   const Case c = {false, 16, 32, 4, 2, 1, 0, 1, 1, 64, 64, false};
   Layer layer(c);
   layer.conv->compute = bf16(true);

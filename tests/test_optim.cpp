@@ -7,6 +7,8 @@
 #include <limits>
 #include <utility>
 
+#include "detail/adam_kernel.h"
+#include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
 #include "pix2pix/optim.h"
 
@@ -48,6 +50,59 @@ void expect_bitwise_equal_to_torch(const AdamOptions& options, int steps) {
 }
 
 TEST(Adam, BitwiseEqualToTorchAdam) { expect_bitwise_equal_to_torch({}, 10); }
+
+// Adam's kernel is chosen from the CPU at run time; PIX2PIX_KERNELS=portable forces the
+// portable one (CI runs the compute tests a second time so).
+TEST(AdamKernel, ChosenFromTheCpu) {
+  const bool avx2 = cpu_features().avx2_fma() && !portable_kernels_forced();
+  EXPECT_EQ(detail::default_adam_kernel(),
+            avx2 ? detail::AdamKernel::kAvx2Fma : detail::AdamKernel::kPortable);
+  EXPECT_STREQ(detail::to_string(detail::default_adam_kernel()), avx2 ? "avx2_fma" : "portable");
+}
+
+// The portable form gives the AVX2 + FMA form's bits: float and bfloat16 gradients, weight
+// decay, the bfloat16 copy, vector bodies and scalar tails.
+TEST(AdamKernel, PortableEqualsAvx2FmaBitwise) {
+  if (!cpu_features().avx2_fma())
+    GTEST_SKIP() << "this CPU, " << cpu_features().describe()
+                 << ", has no AVX2 + FMA: only the portable kernel runs here (Adam.* test it)";
+  torch::manual_seed(9);
+  for (const size_t n : {size_t{1}, size_t{7}, size_t{4099}, size_t{70001}}) {
+    SCOPED_TRACE(n);
+    const at::Tensor init = torch::randn({static_cast<int64_t>(n)});
+    struct State {
+      at::Tensor param, m, v, copy;
+    };
+    auto fresh = [&] {
+      return State{init.clone(), torch::zeros_like(init), torch::zeros_like(init),
+                   torch::empty_like(init, at::kBFloat16)};
+    };
+    State portable = fresh(), avx2 = fresh();
+    auto run = [&](State& s, const at::Tensor& grad, const detail::AdamStep& hyper,
+                   detail::AdamKernel kernel) {
+      auto* copy = reinterpret_cast<uint16_t*>(s.copy.data_ptr<at::BFloat16>());
+      if (grad.scalar_type() == at::kBFloat16)
+        detail::adam_update(s.param.data_ptr<float>(),
+                            reinterpret_cast<const uint16_t*>(grad.data_ptr<at::BFloat16>()),
+                            s.m.data_ptr<float>(), s.v.data_ptr<float>(), n, hyper, copy, kernel);
+      else
+        detail::adam_update(s.param.data_ptr<float>(), grad.data_ptr<float>(),
+                            s.m.data_ptr<float>(), s.v.data_ptr<float>(), n, hyper, copy, kernel);
+    };
+    for (int64_t step = 1; step <= 6; ++step) {
+      at::Tensor grad = torch::randn({static_cast<int64_t>(n)}) * static_cast<double>(step);
+      if (step % 2 == 0) grad = grad.to(at::kBFloat16);
+      const detail::AdamStep hyper{2e-4, 0.5, 0.999, 1e-8, step > 3 ? 0.01 : 0.0, step};
+      run(portable, grad, hyper, detail::AdamKernel::kPortable);
+      run(avx2, grad, hyper, detail::AdamKernel::kAvx2Fma);
+    }
+    EXPECT_TRUE(torch::equal(portable.param, avx2.param));
+    EXPECT_TRUE(torch::equal(portable.m, avx2.m));
+    EXPECT_TRUE(torch::equal(portable.v, avx2.v));
+    EXPECT_TRUE(torch::equal(portable.copy.view(at::kShort), avx2.copy.view(at::kShort)));
+    EXPECT_FALSE(torch::equal(portable.param, init));
+  }
+}
 
 TEST(Adam, BitwiseEqualWithWeightDecayAndOtherBetas) {
   AdamOptions options;

@@ -108,6 +108,7 @@ TEST(TrainRun, WritesTheRunDirectory) {
 // bf16 too: the resumed run remakes each layer's bfloat16 working copy from the loaded float32
 // weights, which is what the straight run's copies hold after every step.
 TEST(TrainRun, ResumeContinuesExactlyInBf16) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
   const std::string dir = test::temp_dir();
   TrainOptions straight = small_run(dir, "straight");
   straight.deterministic = true;

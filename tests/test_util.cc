@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <stdexcept>
 
+#include "pix2pix/cpu.h"
+
 namespace fs = std::filesystem;
 
 namespace pix2pix::test {
@@ -65,6 +67,14 @@ std::string source_dir() { return PIX2PIX_SOURCE_DIR; }
 bool have_python_torch() {
   static const bool ok = run_command("/usr/bin/python3 -c 'import torch, PIL'").exit_code == 0;
   return ok;
+}
+
+std::string bf16_unavailable() {
+  const CpuFeatures& cpu = cpu_features();
+  if (cpu.bf16_arithmetic()) return "";
+  return "this CPU, " + cpu.describe() +
+         ", has no bfloat16 instructions (AVX-512 BF16 or AMX; BF16 on arm64): bf16 runs only "
+         "where they are";
 }
 
 bool have_python_pil() {

@@ -47,6 +47,15 @@ std::string put_image(const std::string& root, const std::string& relative, cons
 /// Runs `/usr/bin/python3 <args>` and returns its result.
 CommandResult run_python(const std::string& args);
 
+/// Empty where this CPU computes in bfloat16 (pix2pix::cpu_features()); else why bf16 tests
+/// cannot run here, naming the missing instructions.
+std::string bf16_unavailable();
+
+/// Skips the calling test where the CPU has no bfloat16 instructions (bf16_unavailable()).
+#define PIX2PIX_SKIP_WITHOUT_BF16()                                                   \
+  if (const std::string why = ::pix2pix::test::bf16_unavailable(); !why.empty()) \
+  GTEST_SKIP() << why
+
 /// Quotes a string for /bin/sh.
 std::string shell_quote(const std::string& s);
 

@@ -27,8 +27,13 @@ enum class Precision {
               ///< pix2pix::Adam reads them as they are.
 };
 
-/// "fp32" | "bf16" (also "float32", "bfloat16").
+/// "fp32" | "bf16" | "auto" (also "float32", "bfloat16"). "auto" is bf16 where the CPU computes
+/// in bfloat16 natively (cpu_features().bf16_arithmetic()), else fp32.
 Precision parse_precision(const std::string& name);
+/// Throws Error (field "precision") when `precision` cannot run on this CPU: bf16 needs
+/// bfloat16 instructions (AVX-512 BF16 or AMX on x86-64, BF16 on arm64). Without them oneDNN
+/// has no bfloat16 convolutions and emulates bfloat16 products far slower than float32.
+void check_precision_supported(Precision precision);
 /// "fp32" or "bf16".
 std::string to_string(Precision precision);
 
@@ -87,7 +92,8 @@ struct ComputeOptions {
 };
 
 /// Applies `options` to every convolution layer inside `module` (a generator or discriminator
-/// of this library). Returns how many layers it set.
+/// of this library). Returns how many layers it set. Throws Error where the CPU cannot run
+/// options.precision (check_precision_supported).
 int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options);
 
 }  // namespace pix2pix

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "network_flags.h"
 #include "pix2pix/benchmark.h"
+#include "pix2pix/cpu.h"
 
 namespace pix2pix::cli {
 
@@ -33,7 +34,10 @@ int run_bench(const BenchNetworkFlags& flags, bool train) {
   options.compute = flags.compute.resolve();
   // The peak first, while nothing else of ours holds memory or threads.
   const double peak_fp32 = measure_matmul_peak(Precision::kFloat32, flags.peak_seconds);
-  const double peak_bf16 = measure_matmul_peak(Precision::kBFloat16, flags.peak_seconds);
+  // Without bfloat16 instructions oneDNN emulates bf16 products: no peak worth quoting.
+  const CpuFeatures& cpu = cpu_features();
+  const double peak_bf16 =
+      cpu.bf16_arithmetic() ? measure_matmul_peak(Precision::kBFloat16, flags.peak_seconds) : 0;
   const BenchResult result = train ? bench_train(options) : bench_infer(options);
   const double peak = options.compute.precision == Precision::kBFloat16 ? peak_bf16 : peak_fp32;
   const double fraction = peak > 0 ? result.gflops_per_s / peak : 0;
@@ -53,7 +57,9 @@ int run_bench(const BenchNetworkFlags& flags, bool train) {
       {"bf16_conv", options.compute.onednn_direct ? "direct" : "libtorch"},
       {"gflops_per_s", result.gflops_per_s},
       {"matmul_peak_gflops_fp32", peak_fp32},
-      {"matmul_peak_gflops_bf16", peak_bf16},
+      {"matmul_peak_gflops_bf16", cpu.bf16_arithmetic() ? nlohmann::json(peak_bf16) : nullptr},
+      {"cpu", cpu.describe()},
+      {"cpu_features", cpu.names()},
       {"peak_fraction", fraction},
       {"max_rss_mb", rss},
   };
@@ -89,8 +95,10 @@ int run_bench(const BenchNetworkFlags& flags, bool train) {
              train ? result.min_s : result.min_s * per_image,
              train ? result.flops / 1e9 : result.flops / 1e9 * per_image, result.gflops_per_s,
              100 * fraction, rss);
-  fmt::print("matmul peak measured: fp32 {:.0f} GFLOP/s, bf16 {:.0f} GFLOP/s\n", peak_fp32,
-             peak_bf16);
+  fmt::print("matmul peak measured: fp32 {:.0f} GFLOP/s, bf16 {}\n", peak_fp32,
+             cpu.bf16_arithmetic() ? fmt::format("{:.0f} GFLOP/s", peak_bf16)
+                                   : std::string("- (no bfloat16 instructions)"));
+  fmt::print("cpu: {}\n", cpu.describe());
   return 0;
 }
 

@@ -8,14 +8,27 @@
 #include <torch/version.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
 #include "commands.h"
 #include "config_file.h"
+#include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
 
 namespace {
+
+// OpenMP threads that spin while they wait for each other hold the cores that other processes,
+// or a descheduled thread of ours, need: beside other work the step collapsed (issue 22). libgomp
+// reads its settings when it is loaded, before main(); .preinit_array runs earlier still. A
+// user's own OMP_WAIT_POLICY or GOMP_SPINCOUNT wins. Measurements: docs/cpus.md.
+void default_openmp_waiting(int, char**, char**) {
+  if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
+    setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
+}
+__attribute__((section(".preinit_array"), used)) void (*const kDefaultOpenmpWaiting)(
+    int, char**, char**) = &default_openmp_waiting;
 
 // The first line of a message (libtorch appends C++ stack traces after it).
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
@@ -64,6 +77,9 @@ int main(int argc, char** argv) {
         app, std::vector<std::string>(argv + 1, argv + argc));
     std::reverse(args.begin(), args.end());
     app.parse(args);
+    // The environment's CPU settings, checked before any work (pix2pix/cpu.h).
+    pix2pix::cpu_features();
+    pix2pix::portable_kernels_forced();
   } catch (const pix2pix::Error& e) {
     fmt::print(stderr, "error: {}\n", first_line(e.what()));
     return 2;

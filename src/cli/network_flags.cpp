@@ -82,8 +82,10 @@ InitOptions InitFlags::resolve() const { return {parse_init_type(type), gain}; }
 
 void ComputeFlags::add_to(CLI::App* app) {
   app->add_option("--precision", precision,
-                  "fp32, or bf16: bfloat16 convolutions (fp32 master weights, norms and losses)")
-      ->check(CLI::IsMember({"fp32", "bf16"}))
+                  "fp32; bf16: bfloat16 convolutions (fp32 master weights, norms and losses), on "
+                  "CPUs with bfloat16 instructions (AVX-512 BF16 or AMX; BF16 on arm64); auto: "
+                  "bf16 where the CPU has them, else fp32")
+      ->check(CLI::IsMember({"fp32", "bf16", "auto"}))
       ->capture_default_str();
   app->add_option("--transposed-conv", transposed,
                   "fp32 convolution forms: auto (matrix products on small maps, transposed "
@@ -103,6 +105,7 @@ void ComputeFlags::add_to(CLI::App* app) {
 ComputeOptions ComputeFlags::resolve() const {
   ComputeOptions options;
   options.precision = parse_precision(precision);
+  check_precision_supported(options.precision);  // before anything is written
   options.transposed = parse_transposed_conv(transposed);
   options.onednn_direct = bf16_conv == "direct";
   return options;

@@ -4,6 +4,14 @@
 #include <cmath>
 #include <cstring>
 
+#include "pix2pix/cpu.h"
+
+// The AVX2 + FMA form is this file's only ISA-specific code: compiled for that target whatever
+// the build's flags, and called only where the CPU has it.
+#if defined(__x86_64__)
+#define PIX2PIX_AVX2_FMA_KERNEL __attribute__((target("avx2,fma")))
+#endif
+
 namespace pix2pix::detail {
 
 namespace {
@@ -30,8 +38,10 @@ inline uint16_t to_bf16(float value) {
 // in L1 when they are rounded.
 constexpr size_t kCopyBlock = 2048;
 
+// Inlined into each target's entry point below, so that it is vectorised for that target. Both
+// forms give the same bits: std::fma is exact (an instruction or libm), sqrt and / are IEEE.
 template <typename Grad>
-void update(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, size_t n,
+inline __attribute__((always_inline)) void update(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, size_t n,
             const AdamStep& hyper, uint16_t* bf16_copy) {
   // torch: exp_avg.mul_(b1).add_(g, 1 - b1); exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2);
   // denom = exp_avg_sq.sqrt() / sqrt(bc2) + eps; param.addcdiv_(exp_avg, denom, -lr / bc1).
@@ -67,16 +77,52 @@ void update(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, s
   }
 }
 
-}  // namespace
-
-void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
-                 const AdamStep& hyper, uint16_t* bf16_copy) {
+template <typename Grad>
+void update_portable(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, size_t n,
+                     const AdamStep& hyper, uint16_t* bf16_copy) {
   update(param, grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy);
 }
 
+#if defined(PIX2PIX_AVX2_FMA_KERNEL)
+template <typename Grad>
+PIX2PIX_AVX2_FMA_KERNEL void update_avx2_fma(float* param, const Grad* grad, float* exp_avg,
+                                             float* exp_avg_sq, size_t n, const AdamStep& hyper,
+                                             uint16_t* bf16_copy) {
+  update(param, grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy);
+}
+#endif
+
+template <typename Grad>
+void dispatch(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, size_t n,
+              const AdamStep& hyper, uint16_t* bf16_copy, AdamKernel kernel) {
+#if defined(PIX2PIX_AVX2_FMA_KERNEL)
+  if (kernel == AdamKernel::kAvx2Fma && cpu_features().avx2_fma())
+    return update_avx2_fma(param, grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy);
+#endif
+  update_portable(param, grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy);
+}
+
+}  // namespace
+
+AdamKernel default_adam_kernel() {
+  static const AdamKernel kernel = cpu_features().avx2_fma() && !portable_kernels_forced()
+                                       ? AdamKernel::kAvx2Fma
+                                       : AdamKernel::kPortable;
+  return kernel;
+}
+
+const char* to_string(AdamKernel kernel) {
+  return kernel == AdamKernel::kAvx2Fma ? "avx2_fma" : "portable";
+}
+
+void adam_update(float* param, const float* grad, float* exp_avg, float* exp_avg_sq, size_t n,
+                 const AdamStep& hyper, uint16_t* bf16_copy, AdamKernel kernel) {
+  dispatch(param, grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy, kernel);
+}
+
 void adam_update(float* param, const uint16_t* bf16_grad, float* exp_avg, float* exp_avg_sq,
-                 size_t n, const AdamStep& hyper, uint16_t* bf16_copy) {
-  update(param, bf16_grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy);
+                 size_t n, const AdamStep& hyper, uint16_t* bf16_copy, AdamKernel kernel) {
+  dispatch(param, bf16_grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy, kernel);
 }
 
 bool all_finite(const float* data, size_t n) {

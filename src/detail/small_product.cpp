@@ -3,7 +3,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
-#include <immintrin.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -11,9 +10,14 @@
 #include <type_traits>
 #include <vector>
 
-// The kernels are compiled for AVX-512 BF16 whatever the build's flags; they run only where
-// small_product_supported() says the CPU has the instructions.
+#include "pix2pix/cpu.h"
+
+// The kernels are compiled for AVX-512 BF16 whatever the build's flags (x86-64 only); they run
+// only where small_product_supported() says the CPU has the instructions.
+#if defined(__x86_64__)
+#include <immintrin.h>
 #define PIX2PIX_BF16_KERNEL __attribute__((target("avx512f,avx512bw,avx512vl,avx512bf16")))
+#endif
 
 namespace pix2pix::detail {
 
@@ -26,6 +30,7 @@ const Bits* bits_of(const at::Tensor& t) {
 }
 Bits* bits_of(at::Tensor& t) { return reinterpret_cast<Bits*>(t.data_ptr<at::BFloat16>()); }
 
+#if defined(PIX2PIX_BF16_KERNEL)
 // Masks of the first n lanes (none for n <= 0).
 __mmask32 first32(int64_t n) {
   return n >= 32 ? 0xffffffffu : n <= 0 ? 0u : static_cast<__mmask32>((1u << n) - 1u);
@@ -308,6 +313,7 @@ at::Tensor outer_sums(const at::Tensor& g, const at::Tensor& h) {
   });
   return c;
 }
+#endif  // PIX2PIX_BF16_KERNEL
 
 // A matrix whose rows are contiguous (any distance apart), or whose columns are.
 bool by_rows(const at::Tensor& m) {
@@ -346,10 +352,12 @@ struct ProductFunction : torch::autograd::Function<ProductFunction> {
 }  // namespace
 
 bool small_product_supported() {
-  static const bool supported =
-      __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
-      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512bf16");
+#if defined(PIX2PIX_BF16_KERNEL)
+  static const bool supported = cpu_features().avx512_bf16_kernels() && !portable_kernels_forced();
   return supported;
+#else
+  return false;
+#endif
 }
 
 at::Tensor small_product(const at::Tensor& a, const at::Tensor& b, int64_t max_dim) {
@@ -374,6 +382,7 @@ at::Tensor small_product(const at::Tensor& a, const at::Tensor& b, int64_t max_d
   else if (k <= max_dim)
     form = Form::kOuter;
   if (form == Form::kNone) return {};
+#if defined(PIX2PIX_BF16_KERNEL)
   RECORD_FUNCTION("pix2pix::small_product", std::vector<c10::IValue>({a, b}));
   switch (form) {
     case Form::kRowsTimes:
@@ -387,6 +396,9 @@ at::Tensor small_product(const at::Tensor& a, const at::Tensor& b, int64_t max_d
     default:
       return outer_sums(a, b);
   }
+#else
+  return {};
+#endif
 }
 
 at::Tensor product(const at::Tensor& a, const at::Tensor& b, bool use_small_product) {

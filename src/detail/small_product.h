@@ -18,7 +18,8 @@ namespace pix2pix::detail {
 /// at::mm for every U-Net product with a dimension of 1, 4 or 16, slower at 64.
 constexpr int64_t kSmallProductMaxDim = 16;
 
-/// Whether this CPU has the instructions (AVX-512 F, BW, VL and BF16).
+/// Whether the kernels run here: the CPU has AVX-512 F, BW, VL and BF16 (pix2pix::cpu_features())
+/// and PIX2PIX_KERNELS does not force portable kernels.
 bool small_product_supported();
 
 /// a · b for 2-D CPU bfloat16 matrices where the rows of a, the columns of b or the shared
