@@ -6,10 +6,11 @@
 #                         [--load N] [--rounds R]
 #
 # For each round, quiet and then beside N busy-looping processes (default: one per core), it
-# runs `pix2pix bench train --json` (fp32) three ways: as shipped (the CLI makes OpenMP's
-# threads sleep while they wait: OMP_WAIT_POLICY=PASSIVE unless the user set one), with
-# libgomp's own default (threads spin 300,000 rounds before sleeping: GOMP_SPINCOUNT=300000),
-# and with --threads 1. It prints each run's median step and a summary (median of the rounds).
+# runs `pix2pix bench train --json` (fp32) three ways: as shipped (OpenMP's threads sleep while
+# they wait: the CLI sets OMP_WAIT_POLICY=PASSIVE unless the user set one; and the thread count
+# follows the cores other processes leave free, pix2pix/threads.h), the same with libgomp's own
+# waiting (threads spin 300,000 rounds before sleeping: GOMP_SPINCOUNT=300000), and with
+# --threads 1 (fixed). It prints each run's median step and a summary (median of the rounds).
 set -euo pipefail
 
 usage() { sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
@@ -63,7 +64,7 @@ path, net, size, load, cores = sys.argv[1:6]
 rows = [line.split() for line in open(path)]
 print(f"training step (fp32, {net}, {size}x{size}, batch 1), seconds, median per run; "
       f"busy = beside {load} busy-looping processes on {cores} cores")
-print(f"{'':10} {'shipped (passive)':>18} {'spinning (libgomp default)':>27} {'--threads 1':>12}")
+print(f"{'':10} {'shipped':>18} {'libgomp spinning':>27} {'--threads 1':>12}")
 for machine in ("quiet", "busy"):
     cells = []
     for way in ("shipped", "spinning", "threads1"):

@@ -17,6 +17,7 @@ PACKAGES=(
   python3-torch python3-pil python3-numpy   # the PyTorch reference, for parity tests
   python3-skimage python3-scipy             # reference SSIM/PSNR and FID/KID values for tests
   clang libclang-rt-14-dev           # scripts/fuzz.sh: clang with libFuzzer, ASan and UBSan runtimes
+  qemu-user                          # scripts/qemu_avx2_check.sh: an AVX2-only CPU, emulated
 )
 
 missing=()

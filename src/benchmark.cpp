@@ -13,6 +13,7 @@
 
 #include "pix2pix/error.h"
 #include "pix2pix/init.h"
+#include "pix2pix/threads.h"
 #include "pix2pix/trainer.h"
 
 namespace pix2pix {
@@ -143,12 +144,14 @@ BenchResult time_runs(const BenchOptions& options, const std::function<void()>& 
     result.flops = count_convolution_flops(run).flops;
   }
   for (int64_t i = 0; i < options.warmup; ++i) {
+    adapt_threads();
     if (i == 0)
       result.flops = count_convolution_flops(run).flops;
     else
       run();
   }
   for (int64_t i = 0; i < options.steps; ++i) {
+    adapt_threads();
     const auto start = Clock::now();
     run();
     result.seconds.push_back(seconds_since(start));

@@ -23,6 +23,7 @@
 #include "pix2pix/report.h"
 #include "pix2pix/sync_batch_norm.h"
 #include "pix2pix/tensorboard.h"
+#include "pix2pix/threads.h"
 
 namespace pix2pix {
 
@@ -881,6 +882,7 @@ TrainResult train(const TrainOptions& options, const std::function<void(const st
       epoch_step += failed;
       epoch_samples += failed * global_batch;
       if (micro_batches.empty()) break;
+      if (!options.deterministic) adapt_threads();  // a fixed thread count keeps runs identical
       auto t1 = std::chrono::steady_clock::now();
       const StepStats stats = model.step(micro_batches);
       auto t2 = std::chrono::steady_clock::now();

@@ -16,6 +16,7 @@
 #include "config_file.h"
 #include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
+#include "pix2pix/threads.h"
 
 namespace {
 
@@ -99,9 +100,11 @@ int main(int argc, char** argv) {
     return 2;
   }
 
-  // Debian's libtorch defaults to one thread; use every core unless told otherwise.
-  at::set_num_threads(
-      threads > 0 ? threads : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  // Debian's libtorch defaults to one thread; use every core unless told otherwise, and fewer
+  // while other processes keep some busy (pix2pix/threads.h).
+  const int cores = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  at::set_num_threads(threads > 0 ? threads : cores);
+  pix2pix::set_adaptive_threads(threads > 0 ? 0 : cores);
   try {
     for (const auto& command : commands)
       if (command.app->parsed()) return command.run();

@@ -98,6 +98,8 @@ void dispatch(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq,
 #if defined(PIX2PIX_AVX2_FMA_KERNEL)
   if (kernel == AdamKernel::kAvx2Fma && cpu_features().avx2_fma())
     return update_avx2_fma(param, grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy);
+#else
+  (void)kernel;  // the portable form is the only one on this architecture
 #endif
   update_portable(param, grad, exp_avg, exp_avg_sq, n, hyper, bf16_copy);
 }

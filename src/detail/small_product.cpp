@@ -25,12 +25,16 @@ namespace {
 
 using Bits = uint16_t;  // a bfloat16's bits
 
+// The most columns the dot-product form takes: measured (bench/small_product), it beats at::mm
+// at 1 and 4 columns but not at 16 (0.99-1.21x).
+constexpr int64_t kDotsMaxColumns = 8;
+
+#if defined(PIX2PIX_BF16_KERNEL)
 const Bits* bits_of(const at::Tensor& t) {
   return reinterpret_cast<const Bits*>(t.data_ptr<at::BFloat16>());
 }
 Bits* bits_of(at::Tensor& t) { return reinterpret_cast<Bits*>(t.data_ptr<at::BFloat16>()); }
 
-#if defined(PIX2PIX_BF16_KERNEL)
 // Masks of the first n lanes (none for n <= 0).
 __mmask32 first32(int64_t n) {
   return n >= 32 ? 0xffffffffu : n <= 0 ? 0u : static_cast<__mmask32>((1u << n) - 1u);
@@ -215,10 +219,6 @@ void dots_rows(const Bits* w, int64_t ldw, int64_t k, const Bits* yt, int64_t ld
   for (; j + 4 <= l; j += 4) dots_block<RM, 4>(w, ldw, k, yt + j * ldy, ldy, out + j, l);
   for (; j < l; ++j) dots_block<RM, 1>(w, ldw, k, yt + j * ldy, ldy, out + j, l);
 }
-
-// The most columns the dot-product form takes: measured (bench/small_product), it beats at::mm
-// at 1 and 4 columns but not at 16 (0.99-1.21x).
-constexpr int64_t kDotsMaxColumns = 8;
 
 // w: M rows of K bfloat16s, ldw apart; y: [K x L] any layout. Returns [M x L] by rows.
 at::Tensor dots(const Bits* w, int64_t ldw, int64_t m, const at::Tensor& y) {
