@@ -192,6 +192,7 @@ ConvolutionWork count_convolution_flops(const std::function<void()>& work) {
 }
 
 double measure_matmul_peak(Precision precision, double seconds, int64_t size) {
+  check_precision_supported(precision);  // oneDNN 2.6 has no bfloat16 matmul without it
   at::NoGradGuard no_grad;
   const auto dtype = precision == Precision::kBFloat16 ? at::kBFloat16 : at::kFloat;
   const at::Tensor a = at::rand({size, size}).to(dtype), b = at::rand({size, size}).to(dtype);

@@ -85,7 +85,7 @@ CpuFeatures detect_cpu_features() {
   f.architecture = "aarch64";
 #if defined(__linux__)
   const unsigned long hwcap = getauxval(AT_HWCAP), hwcap2 = getauxval(AT_HWCAP2);
-  f.asimd = (hwcap >> 1) & 1ul;      // HWCAP_ASIMD
+  f.asimd = (hwcap >> 1) & 1ul;       // HWCAP_ASIMD
   f.arm_bf16 = (hwcap2 >> 14) & 1ul;  // HWCAP2_BF16
 #endif
 #else
@@ -107,7 +107,8 @@ bool portable_kernels_forced() {
     const char* value = std::getenv("PIX2PIX_KERNELS");
     const std::string kernels = value ? value : "native";
     if (kernels != "native" && kernels != "portable" && !kernels.empty())
-      throw Error("PIX2PIX_KERNELS", "unknown value '" + kernels + "' (expected native or portable)");
+      throw Error("PIX2PIX_KERNELS",
+                  "unknown value '" + kernels + "' (expected native or portable)");
     return kernels == "portable";
   }();
   return forced;

@@ -1,17 +1,23 @@
 // Run-time CPU features: detection against the kernel's view (/proc/cpuinfo), the mask that runs
 // this CPU as a lesser one, bf16 refused before anything is written where the CPU lacks it,
 // --precision auto, and the features recorded by train and bench.
+#include <ATen/Parallel.h>
 #include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "pix2pix/compute.h"
 #include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
+#include "pix2pix/threads.h"
 #include "test_util.h"
 
 namespace pix2pix {
@@ -38,8 +44,9 @@ test::CommandResult run_cli_masked(const std::string& features, const std::strin
                            args + " 2>&1");
 }
 
-const char* kTinyNets = "--netG unet --num-downs 5 --ngf 8 --size 32 --steps 1 "
-                        "--warmup 0 --peak-seconds 0.01 --json";
+const char* kTinyNets =
+    "--netG unet --num-downs 5 --ngf 8 --size 32 --steps 1 "
+    "--warmup 0 --peak-seconds 0.01 --json";
 
 TEST(CpuFeatures, AgreeWithTheKernelsView) {
   const std::set<std::string> flags = kernel_cpu_flags();
@@ -97,8 +104,8 @@ TEST(CpuFeatures, TrainRefusesBf16WithoutBfloat16Instructions) {
   fs::create_directories(dir + "/data/train");
   for (const std::string features : {"avx2,fma", "none"}) {
     SCOPED_TRACE(features);
-    const auto result = run_cli_masked(features, "train --data " + dir + "/data --runs-dir " +
-                                                     dir + "/runs --name bf16 --precision bf16");
+    const auto result = run_cli_masked(features, "train --data " + dir + "/data --runs-dir " + dir +
+                                                     "/runs --name bf16 --precision bf16");
     EXPECT_EQ(result.exit_code, 2) << result.output;
     EXPECT_NE(result.output.find("bfloat16 instructions"), std::string::npos) << result.output;
     EXPECT_NE(result.output.find("use fp32"), std::string::npos) << result.output;
@@ -147,8 +154,8 @@ TEST(CpuFeatures, TrainRecordsTheCpuAndResolvesAuto) {
 // bench reports the CPU; --precision auto falls back to fp32 where bf16 cannot run, and the bf16
 // matmul peak is measured only where bf16 is real.
 TEST(CpuFeatures, BenchReportsTheCpuAndResolvesAuto) {
-  const auto masked = run_cli_masked("avx2,fma", std::string("bench infer --precision auto ") +
-                                                     kTinyNets);
+  const auto masked =
+      run_cli_masked("avx2,fma", std::string("bench infer --precision auto ") + kTinyNets);
   ASSERT_EQ(masked.exit_code, 0) << masked.output;
   const auto json = nlohmann::json::parse(masked.output.substr(masked.output.find('{')));
   EXPECT_EQ(json["precision"], "fp32");
@@ -163,6 +170,41 @@ TEST(CpuFeatures, BenchReportsTheCpuAndResolvesAuto) {
   const auto native_json = nlohmann::json::parse(native.output.substr(native.output.find('{')));
   EXPECT_EQ(native_json["precision"], cpu_features().bf16_arithmetic() ? "bf16" : "fp32");
   EXPECT_EQ(native_json["cpu_features"].get<std::vector<std::string>>(), cpu_features().names());
+}
+
+// Beside as many busy processes as there are cores, adaptive threads drop to one; switched off,
+// the thread count stays as set.
+TEST(AdaptiveThreads, DropToOneBesideAFullLoad) {
+  const int cores = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
+  if (cores < 2) GTEST_SKIP() << "one core: nothing to adapt";
+  std::vector<pid_t> load;
+  for (int i = 0; i < cores; ++i) {
+    const pid_t pid = fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0)
+      for (volatile unsigned spin = 0;; spin = spin + 1) {
+      }
+    load.push_back(pid);
+  }
+  const int before = at::get_num_threads();
+  at::set_num_threads(cores);
+  auto look_twice = [] {
+    adapt_threads();
+    std::this_thread::sleep_for(std::chrono::milliseconds(1200));
+    adapt_threads();
+  };
+  set_adaptive_threads(0);
+  look_twice();
+  const int when_off = at::get_num_threads();
+  set_adaptive_threads(cores);
+  look_twice();
+  const int when_on = at::get_num_threads();
+  set_adaptive_threads(0);
+  for (const pid_t pid : load) kill(pid, SIGKILL);
+  for (const pid_t pid : load) waitpid(pid, nullptr, 0);
+  at::set_num_threads(before);
+  EXPECT_EQ(when_off, cores);
+  EXPECT_EQ(when_on, 1);
 }
 
 }  // namespace

@@ -41,8 +41,9 @@ constexpr size_t kCopyBlock = 2048;
 // Inlined into each target's entry point below, so that it is vectorised for that target. Both
 // forms give the same bits: std::fma is exact (an instruction or libm), sqrt and / are IEEE.
 template <typename Grad>
-inline __attribute__((always_inline)) void update(float* param, const Grad* grad, float* exp_avg, float* exp_avg_sq, size_t n,
-            const AdamStep& hyper, uint16_t* bf16_copy) {
+inline __attribute__((always_inline)) void update(float* param, const Grad* grad, float* exp_avg,
+                                                  float* exp_avg_sq, size_t n,
+                                                  const AdamStep& hyper, uint16_t* bf16_copy) {
   // torch: exp_avg.mul_(b1).add_(g, 1 - b1); exp_avg_sq.mul_(b2).addcmul_(g, g, 1 - b2);
   // denom = exp_avg_sq.sqrt() / sqrt(bc2) + eps; param.addcdiv_(exp_avg, denom, -lr / bc1).
   // Scalars are computed in double and used as float, as ATen's float kernels do; ATen's
