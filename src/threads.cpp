@@ -24,7 +24,8 @@ struct Governor {
 };
 Governor governor;
 
-// Busy clock ticks of all CPUs (/proc/stat's first line: all but idle and iowait), or -1.
+// Busy clock ticks of all CPUs (/proc/stat's first line: all but idle, iowait and steal, the
+// time a hypervisor gave to other machines, which fewer threads would not win back), or -1.
 double machine_busy_ticks() {
   std::ifstream stat("/proc/stat");
   std::string cpu;
@@ -32,7 +33,7 @@ double machine_busy_ticks() {
   if (!(stat >> cpu >> user >> nice >> system >> idle >> iowait >> irq >> softirq >> steal) ||
       cpu != "cpu")
     return -1;
-  return user + nice + system + irq + softirq + steal;
+  return user + nice + system + irq + softirq;
 }
 
 // This process's user + system clock ticks, all threads (/proc/self/stat fields 14, 15), or -1.

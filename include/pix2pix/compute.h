@@ -54,7 +54,9 @@ std::string to_string(TransposedConv mode);
 
 /// Compute settings of a network's convolution layers. The default is float32 with
 /// TransposedConv::kAuto: numbers within float rounding (about 1e-6) of the reference's, faster.
-/// TransposedConv::kNative gives the reference's numbers bit for bit.
+/// TransposedConv::kNative gives the reference's numbers bit for bit. The size thresholds below
+/// are one set for every x86-64 CPU: measured with bench/layer_speed on AVX-512 (Zen 5) and with
+/// the libraries held to AVX2, the same values win (docs/cpus.md, "Speed on AVX2").
 struct ComputeOptions {
   Precision precision = Precision::kFloat32;
   TransposedConv transposed = TransposedConv::kAuto;
