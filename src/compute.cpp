@@ -1,5 +1,6 @@
 #include "pix2pix/compute.h"
 
+#include <ATen/ATen.h>
 #include <torch/nn/module.h>
 
 #include "detail/convolution.h"
@@ -8,20 +9,44 @@
 
 namespace pix2pix {
 
+namespace {
+
+// Empty where bf16 runs, else why not. It needs the CPU's bfloat16 instructions and oneDNN
+// kernels for them: Debian's oneDNN 2.6 has none on AVX2 and none for arm64 (built without the
+// Arm Compute Library), so a tiny bfloat16 convolution and product are tried once.
+const std::string& bf16_unavailable_reason() {
+  static const std::string reason = []() -> std::string {
+    const CpuFeatures& cpu = cpu_features();
+    if (!cpu.bf16_arithmetic())
+      return "bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX on x86-64, BF16 on "
+             "arm64), and this one has none (" +
+             cpu.describe() + "): use fp32";
+    try {
+      const auto bf16 = at::TensorOptions().dtype(at::kBFloat16);
+      at::conv2d(at::ones({1, 2, 4, 4}, bf16), at::ones({2, 2, 3, 3}, bf16));
+      at::mm(at::ones({4, 4}, bf16), at::ones({4, 4}, bf16));
+    } catch (const std::exception&) {
+      return "bf16 needs oneDNN's bfloat16 kernels for this CPU (" + cpu.describe() +
+             "), and the oneDNN this was built with has none: use fp32";
+    }
+    return "";
+  }();
+  return reason;
+}
+
+}  // namespace
+
 Precision parse_precision(const std::string& name) {
   if (name == "fp32" || name == "float32") return Precision::kFloat32;
   if (name == "bf16" || name == "bfloat16") return Precision::kBFloat16;
   if (name == "auto")
-    return cpu_features().bf16_arithmetic() ? Precision::kBFloat16 : Precision::kFloat32;
+    return bf16_unavailable_reason().empty() ? Precision::kBFloat16 : Precision::kFloat32;
   throw Error("precision", "unknown precision '" + name + "' (expected fp32, bf16 or auto)");
 }
 
 void check_precision_supported(Precision precision) {
-  if (precision == Precision::kBFloat16 && !cpu_features().bf16_arithmetic())
-    throw Error("precision",
-                "bf16 needs a CPU with bfloat16 instructions (AVX-512 BF16 or AMX on x86-64, BF16 "
-                "on arm64), and this one has none (" +
-                    cpu_features().describe() + "): use fp32");
+  if (precision == Precision::kBFloat16 && !bf16_unavailable_reason().empty())
+    throw Error("precision", bf16_unavailable_reason());
 }
 
 std::string to_string(Precision precision) {

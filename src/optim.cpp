@@ -60,15 +60,18 @@ void Adam::step() {
     uint16_t* copy = state.bf16_copy.defined()
                          ? reinterpret_cast<uint16_t*>(state.bf16_copy.data_ptr<at::BFloat16>())
                          : nullptr;
+    // Chosen here, not inside the threads: the first look at the CPU may throw (a bad
+    // PIX2PIX_CPU_FEATURES), which must not happen inside an OpenMP region.
+    const detail::AdamKernel kernel = detail::default_adam_kernel();
     at::parallel_for(0, p.numel(), kGrain, [&](int64_t begin, int64_t end) {
       const auto count = static_cast<size_t>(end - begin);
       uint16_t* copy_block = copy ? copy + begin : nullptr;
       if (g16)
         detail::adam_update(param + begin, g16 + begin, exp_avg + begin, exp_avg_sq + begin, count,
-                            hyper, copy_block);
+                            hyper, copy_block, kernel);
       else
         detail::adam_update(param + begin, g32 + begin, exp_avg + begin, exp_avg_sq + begin, count,
-                            hyper, copy_block);
+                            hyper, copy_block, kernel);
     });
     // Written through raw pointers: record the in-place change as torch's ops would (cached
     // bf16 copies and autograd's saved-tensor checks look at the version).

@@ -10,7 +10,8 @@
 #include <filesystem>
 #include <stdexcept>
 
-#include "pix2pix/cpu.h"
+#include "pix2pix/compute.h"
+#include "pix2pix/error.h"
 
 namespace fs = std::filesystem;
 
@@ -70,11 +71,12 @@ bool have_python_torch() {
 }
 
 std::string bf16_unavailable() {
-  const CpuFeatures& cpu = cpu_features();
-  if (cpu.bf16_arithmetic()) return "";
-  return "this CPU, " + cpu.describe() +
-         ", has no bfloat16 instructions (AVX-512 BF16 or AMX; BF16 on arm64): bf16 runs only "
-         "where they are";
+  try {
+    check_precision_supported(Precision::kBFloat16);
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
 }
 
 bool have_python_pil() {
