@@ -8,7 +8,6 @@
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <fmt/core.h>
-#include <malloc.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,8 +15,9 @@
 #include <thread>
 #include <vector>
 
-#include "detail/convolution.h"
-#include "pix2pix/compute.h"
+#include "models/convolution.h"
+#include "pix2pix/models/compute.h"
+#include "pix2pix/threads.h"
 
 namespace {
 
@@ -36,8 +36,7 @@ double median(std::vector<double> v) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  pix2pix::tune_allocator();  // as the CLI
   const int reps = argc > 1 ? std::stoi(argv[1]) : 15;
   const pix2pix::Precision precision = pix2pix::parse_precision(argc > 2 ? argv[2] : "bf16");
   at::set_num_threads(static_cast<int>(std::thread::hardware_concurrency()));  // as `bench`

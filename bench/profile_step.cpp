@@ -12,7 +12,6 @@
 #include <ATen/Parallel.h>
 #include <ATen/record_function.h>
 #include <fmt/core.h>
-#include <malloc.h>
 #include <sys/resource.h>
 
 #include <algorithm>
@@ -23,11 +22,12 @@
 #include <thread>
 #include <vector>
 
-#include "pix2pix/compute.h"
-#include "pix2pix/discriminator.h"
-#include "pix2pix/generator.h"
-#include "pix2pix/init.h"
-#include "pix2pix/trainer.h"
+#include "pix2pix/models/compute.h"
+#include "pix2pix/models/discriminator.h"
+#include "pix2pix/models/generator.h"
+#include "pix2pix/models/init.h"
+#include "pix2pix/threads.h"
+#include "pix2pix/train/trainer.h"
 
 namespace {
 
@@ -93,8 +93,7 @@ void on_exit(const at::RecordFunction& fn, at::ObserverContext*) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  pix2pix::tune_allocator();  // as the CLI
   const std::string precision = argc > 1 ? argv[1] : "bf16";
   const int steps = argc > 2 ? std::stoi(argv[2]) : 5;
   const int64_t size = argc > 3 ? std::stoll(argv[3]) : 256;

@@ -4,7 +4,7 @@
 // and after 96 MiB of other writes (cold, as in the training step, where Adam has swept every
 // weight since). The measurement behind kSmallProductMaxDim (16) and
 // ComputeOptions::small_products. Usage: small_product [reps=21]. A benchmark, never a test.
-#include "detail/small_product.h"
+#include "models/small_product.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>

@@ -1,4 +1,4 @@
-// libFuzzer target for the checkpoint reader (src/pytorch_import.cpp, src/detail/unpickler.cpp):
+// libFuzzer target for the checkpoint reader (src/io/pytorch_import.cpp, src/io/unpickler.cpp):
 // arbitrary bytes go through read_state_dict (zip and legacy torch.save formats). The documented
 // contract is that every failure is a pix2pix::Error, so only that is caught: any other exception,
 // a crash, a sanitizer report, a leak or a hang is a finding. Every tensor that comes back must lie
@@ -12,7 +12,7 @@
 
 #include "fuzz_util.h"
 #include "pix2pix/error.h"
-#include "pix2pix/pytorch_import.h"
+#include "pix2pix/io/pytorch_import.h"
 
 namespace {
 

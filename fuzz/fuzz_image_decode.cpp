@@ -1,15 +1,15 @@
-// libFuzzer target for the image reader (src/image_io.cpp, src/detail/image_{png,jpeg,tiff}.cpp):
-// arbitrary bytes go through read_image_info and read_image, and a decoded image through every
-// channel conversion. The documented contract is that every failure is a pix2pix::Error, so only
-// that is caught: any other exception, a crash, a sanitizer report, a leak or a hang is a finding.
-// Seeds: fuzz/corpus/image/. Run with scripts/fuzz.sh.
+// libFuzzer target for the image reader (src/io/image_io.cpp,
+// src/detail/image_{png,jpeg,tiff}.cpp): arbitrary bytes go through read_image_info and read_image,
+// and a decoded image through every channel conversion. The documented contract is that every
+// failure is a pix2pix::Error, so only that is caught: any other exception, a crash, a sanitizer
+// report, a leak or a hang is a finding. Seeds: fuzz/corpus/image/. Run with scripts/fuzz.sh.
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 
 #include "fuzz_util.h"
 #include "pix2pix/error.h"
-#include "pix2pix/image_io.h"
+#include "pix2pix/io/image_io.h"
 
 namespace {
 

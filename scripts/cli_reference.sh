@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Writes the CLI reference into README.md between the cli-reference markers: the output of
+# Writes the CLI reference into docs/cli.md between the cli-reference markers: the output of
 # `build/pix2pix --help-all`, `data --help-all` and `bench --help-all` (every command and flag,
-# from the CLI's own help text), so the README cannot drift from the binary. tests/test_cli.cpp (CliReference) fails when they differ.
+# from the CLI's own help text), so the reference cannot drift from the binary.
+# tests/cli/test_cli.cpp (Cli.DocsReferenceIsTheHelpOfEveryCommand) fails when they differ.
 #   scripts/cli_reference.sh [BINARY]     (default build/pix2pix)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -9,10 +10,11 @@ binary=${1:-build/pix2pix}
 [[ -x $binary ]] || { echo "error: $binary: not built (scripts/build.sh)" >&2; exit 2; }
 begin='<!-- cli-reference:begin (scripts/cli_reference.sh writes this block) -->'
 end='<!-- cli-reference:end -->'
-grep -qF "$begin" README.md && grep -qF "$end" README.md ||
-  { echo "error: README.md: the cli-reference markers are missing" >&2; exit 2; }
+doc=docs/cli.md
+grep -qF "$begin" "$doc" && grep -qF "$end" "$doc" ||
+  { echo "error: $doc: the cli-reference markers are missing" >&2; exit 2; }
 help=$(mktemp)
-trap 'rm -f "$help" README.md.tmp' EXIT
+trap 'rm -f "$help" "$doc.tmp"' EXIT
 {
   echo '```text'
   for group in "" data bench; do
@@ -24,6 +26,6 @@ trap 'rm -f "$help" README.md.tmp' EXIT
 awk -v begin="$begin" -v end="$end" -v help="$help" '
   $0 == begin { print; while ((getline line < help) > 0) print line; skipping = 1; next }
   $0 == end { skipping = 0 }
-  !skipping { print }' README.md > README.md.tmp
-mv README.md.tmp README.md
-echo "README.md: CLI reference updated from $binary --help-all"
+  !skipping { print }' "$doc" > "$doc.tmp"
+mv "$doc.tmp" "$doc"
+echo "$doc: CLI reference updated from $binary --help-all"

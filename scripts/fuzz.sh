@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
 seconds=${1:-60}
-scripts/setup.sh
+scripts/setup.sh --test
 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++ \
   -DPIX2PIX_FUZZ=ON >/dev/null
 cmake --build build-fuzz -j "$(nproc)"

@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
-scripts/setup.sh
+scripts/setup.sh --test
 programs="test_image_io;test_dataset;test_transforms;test_loader;test_pytorch_import"
 jobs=$(nproc)
 # Each translation unit that includes torch headers needs about 1.3 GB to compile (more with ASan).
@@ -20,7 +20,8 @@ export UBSAN_OPTIONS="halt_on_error=1:print_stacktrace=1:suppressions=$supp/ubsa
 export LSAN_OPTIONS="suppressions=$supp/lsan.supp:print_suppressions=0"
 # None of these tests runs the CLI: only the library and the five programs are built.
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Release -DPIX2PIX_SANITIZE=ON \
-  -DPIX2PIX_BUILD_BENCH=OFF -DPIX2PIX_TEST_BUILD_CLI=OFF -DPIX2PIX_TEST_PROGRAMS="$programs" \
+  -DPIX2PIX_BUILD_BENCH=OFF -DPIX2PIX_BUILD_EXAMPLES=OFF -DPIX2PIX_TEST_BUILD_CLI=OFF \
+  -DPIX2PIX_TEST_PROGRAMS="$programs" \
   >/dev/null
 # shellcheck disable=SC2086  # one target per program
 cmake --build build-asan -j "$jobs" --target ${programs//;/ }

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs every Debian package the project needs to build, test and run. Idempotent: when all
-# packages are present it only checks and returns.
+# Installs the Debian packages the project needs. Idempotent: when all are present it only
+# checks and returns.
+#   scripts/setup.sh          what building and running the tool needs (scripts/demo.sh)
+#   scripts/setup.sh --test   that plus what the tests, sanitizers, fuzzers and checks need
 set -euo pipefail
 
 PACKAGES=(
@@ -11,14 +13,22 @@ PACKAGES=(
                                      # its CMake package requires OpenCL (only recommended by it)
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libjpeg62-turbo-dev libpng-dev libtiff-dev zlib1g-dev
-  libgtest-dev libgmock-dev
   libprotobuf-dev protobuf-compiler  # TensorBoard event files (our .proto, compiled at build time)
+)
+TEST_PACKAGES=(
+  libgtest-dev libgmock-dev
   python3-protobuf chromium          # tests: an independent event-file reader; the report rendered
   python3-torch python3-pil python3-numpy   # the PyTorch reference, for parity tests
   python3-skimage python3-scipy             # reference SSIM/PSNR and FID/KID values for tests
   clang libclang-rt-14-dev           # scripts/fuzz.sh: clang with libFuzzer, ASan and UBSan runtimes
+  clang-format                       # scripts/format.sh --check (CI)
   qemu-user                          # scripts/qemu_avx2_check.sh: an AVX2-only CPU, emulated
 )
+case "${1:-}" in
+  "") ;;
+  --test) PACKAGES+=("${TEST_PACKAGES[@]}") ;;
+  *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
+esac
 
 missing=()
 for p in "${PACKAGES[@]}"; do

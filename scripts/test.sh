@@ -6,7 +6,7 @@
 # without AVX-512 (scripts/qemu_avx2_check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
+scripts/setup.sh --test
 scripts/build.sh
 cd build
 ctest --output-on-failure -LE slow -j "$(nproc)" "$@"

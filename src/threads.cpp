@@ -3,6 +3,10 @@
 #include <ATen/Parallel.h>
 #include <unistd.h>
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -52,6 +56,13 @@ double own_ticks() {
 }
 
 }  // namespace
+
+void tune_allocator() {
+#if defined(__GLIBC__)
+  mallopt(M_MMAP_THRESHOLD, 1 << 30);
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+#endif
+}
 
 void set_adaptive_threads(int max_threads) {
   governor = Governor{};

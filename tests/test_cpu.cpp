@@ -14,9 +14,9 @@
 #include <sstream>
 #include <thread>
 
-#include "pix2pix/compute.h"
 #include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
+#include "pix2pix/models/compute.h"
 #include "pix2pix/threads.h"
 #include "test_util.h"
 

@@ -1,11 +1,19 @@
-// Intra-op threads that follow the machine's load. Threads that wait for each other at every
-// parallel region collapse when other processes share the cores (one of ours descheduled holds
-// up the rest): measured on 2 cores beside 2 busy processes, 1.8 s per step on 2 threads against
-// 0.45 s on 1 (docs/cpus.md). Off by default in the library; the CLI turns it on unless
-// --threads is given.
+// Process-wide tuning for speed: the allocator (tune_allocator) and intra-op threads that follow
+// the machine's load. Threads that wait for each other at every parallel region collapse when
+// other processes share the cores (one of ours descheduled holds up the rest): measured on 2
+// cores beside 2 busy processes, 1.8 s per step on 2 threads against 0.45 s on 1
+// (docs/cpus.md). Adaptive threads are off by default in the library; the CLI turns them on
+// unless --threads is given.
 #pragma once
 
 namespace pix2pix {
+
+/// Keeps freed memory in the process (glibc malloc: no mmap for blocks under 1 GB, no trimming)
+/// instead of returning large activation buffers to the OS after every step and faulting them
+/// in again: measured ~0.55 s per training step instead of ~1.8 s (docs/design.md, "Measured
+/// facts"). Process-wide and idempotent; train() and the CLI call it, other programs may. No-op
+/// without glibc.
+void tune_allocator();
 
 /// Adapts the intra-op thread count (at::set_num_threads) between 1 and max_threads to the
 /// cores that other processes leave free, measured from /proc between steps; 0 turns it off

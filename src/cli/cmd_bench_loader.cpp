@@ -16,10 +16,10 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "pix2pix/dataset.h"
+#include "pix2pix/data/dataset.h"
+#include "pix2pix/data/loader.h"
+#include "pix2pix/data/transforms.h"
 #include "pix2pix/error.h"
-#include "pix2pix/loader.h"
-#include "pix2pix/transforms.h"
 
 namespace pix2pix::cli {
 

@@ -2,7 +2,7 @@
 // per translated image on random inputs, the convolution work done per second, the machine's
 // float32 and bfloat16 matrix-multiplication peak (measured first, for a few tenths of a
 // second) and the fraction of it reached, and peak resident memory. A table, or one JSON object
-// with --json (fields listed in README.md, "Performance").
+// with --json (fields listed in docs/performance.md, "Method").
 #include <ATen/Parallel.h>
 #include <fmt/core.h>
 
@@ -11,8 +11,8 @@
 
 #include "commands.h"
 #include "network_flags.h"
-#include "pix2pix/benchmark.h"
 #include "pix2pix/cpu.h"
+#include "pix2pix/tools/benchmark.h"
 
 namespace pix2pix::cli {
 

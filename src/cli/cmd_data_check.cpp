@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
-#include "pix2pix/dataset.h"
+#include "pix2pix/data/dataset.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix::cli {

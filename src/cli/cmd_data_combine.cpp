@@ -10,7 +10,7 @@
 #include <map>
 
 #include "commands.h"
-#include "pix2pix/dataset.h"
+#include "pix2pix/data/dataset.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix::cli {

@@ -1,5 +1,5 @@
 // `pix2pix data synth`: writes the built-in synthetic facades dataset (label map | photo pairs,
-// see pix2pix/synth.h) as an aligned dataset: OUT/{train,val,test}/<i>.png.
+// see pix2pix/tools/synth.h) as an aligned dataset: OUT/{train,val,test}/<i>.png.
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -7,7 +7,7 @@
 #include <memory>
 
 #include "commands.h"
-#include "pix2pix/synth.h"
+#include "pix2pix/tools/synth.h"
 
 namespace pix2pix::cli {
 

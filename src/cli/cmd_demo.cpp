@@ -1,8 +1,8 @@
 // `pix2pix demo`: the README's first command. Writes the built-in synthetic facades dataset,
 // measures the untrained generator on its validation split, trains photos -> label maps for a
-// time budget, runs `test` on the held-out test split, writes the run report and prints where to look
-// and the validation L1 before and after. Everything comes from the library (synth.h, trainer.h,
-// results.h, report.h); this file only chooses the sizes and prints.
+// time budget, runs `test` on the held-out test split, writes the run report and prints where to
+// look and the validation L1 before and after. Everything comes from the library (synth.h,
+// trainer.h, results.h, report.h); this file only chooses the sizes and prints.
 #include <fmt/core.h>
 #include <unistd.h>
 
@@ -13,12 +13,12 @@
 #include <memory>
 
 #include "commands.h"
-#include "pix2pix/dataset.h"
+#include "pix2pix/data/dataset.h"
 #include "pix2pix/error.h"
-#include "pix2pix/report.h"
-#include "pix2pix/results.h"
-#include "pix2pix/synth.h"
-#include "pix2pix/trainer.h"
+#include "pix2pix/tools/report.h"
+#include "pix2pix/tools/results.h"
+#include "pix2pix/tools/synth.h"
+#include "pix2pix/train/trainer.h"
 
 namespace pix2pix::cli {
 
@@ -95,7 +95,8 @@ int run_demo(const DemoFlags& flags) {
       flags.minutes, num_downs, flags.ngf);
   const bool live = isatty(fileno(stdout)) != 0;
   bool line_open = false;
-  const TrainResult result = train(options, [&](const std::string& line) {
+  TrainContext context;
+  context.loggers.push_back(message_logger([&](const std::string& line) {
     const bool progress = line.rfind("epoch ", 0) == 0 && line.find(" step ") != std::string::npos;
     if (progress && !live) return;  // a log gets the epoch lines only
     if (live && progress) {
@@ -106,7 +107,9 @@ int run_demo(const DemoFlags& flags) {
       line_open = false;
     }
     std::fflush(stdout);
-  });
+  }));
+  context.loggers.push_back(report_logger(run_dir));  // the page follows the run live
+  const TrainResult result = train(options, context);
   if (line_open) fmt::print("\n");
 
   fmt::print("== 3/4  pix2pix test: the {} held-out test images\n", synth.test);

@@ -5,7 +5,7 @@
 #include <cmath>
 
 #include "commands.h"
-#include "pix2pix/metrics.h"
+#include "pix2pix/eval/metrics.h"
 
 namespace pix2pix::cli {
 

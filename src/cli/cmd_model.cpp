@@ -8,7 +8,7 @@
 #include "commands.h"
 #include "network_flags.h"
 #include "pix2pix/error.h"
-#include "pix2pix/pytorch_import.h"
+#include "pix2pix/io/pytorch_import.h"
 
 namespace pix2pix::cli {
 

@@ -6,7 +6,7 @@
 #include <memory>
 
 #include "commands.h"
-#include "pix2pix/report.h"
+#include "pix2pix/tools/report.h"
 
 namespace pix2pix::cli {
 

@@ -3,7 +3,7 @@
 #include <fmt/core.h>
 
 #include "commands.h"
-#include "pix2pix/results.h"
+#include "pix2pix/tools/results.h"
 
 namespace pix2pix::cli {
 

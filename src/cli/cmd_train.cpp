@@ -8,9 +8,10 @@
 #include "commands.h"
 #include "config_file.h"
 #include "network_flags.h"
-#include "pix2pix/distributed.h"
 #include "pix2pix/error.h"
-#include "pix2pix/trainer.h"
+#include "pix2pix/tools/report.h"
+#include "pix2pix/train/distributed.h"
+#include "pix2pix/train/trainer.h"
 
 namespace pix2pix::cli {
 
@@ -40,7 +41,8 @@ extern "C" void on_stop_signal(int signal) {
 
 int run_train(TrainFlags& flags) {
   TrainOptions options = flags.options;
-  options.interrupt = &g_signal;
+  TrainContext context;
+  context.interrupt = &g_signal;
   struct sigaction action {};
   action.sa_handler = on_stop_signal;
   sigemptyset(&action.sa_mask);
@@ -69,7 +71,7 @@ int run_train(TrainFlags& flags) {
     // A rank that dies closes its sockets; writing to them must fail the collective with an
     // error (EPIPE), not kill this process with SIGPIPE.
     signal(SIGPIPE, SIG_IGN);
-    options.communicator = Communicator::connect(distributed);
+    context.communicator = Communicator::connect(distributed);
   }
   const bool rank_zero = distributed.rank == 0;
   if (distributed.world_size > 1 && rank_zero)
@@ -79,7 +81,7 @@ int run_train(TrainFlags& flags) {
   // lines.
   const bool live = isatty(fileno(stdout)) != 0;
   bool line_open = false;
-  const TrainResult result = train(options, [&](const std::string& line) {
+  context.loggers.push_back(message_logger([&](const std::string& line) {
     const bool progress = line.rfind("epoch ", 0) == 0 && line.find(" step ") != std::string::npos;
     if (live && progress) {
       fmt::print("\r\033[K{}", line);
@@ -89,13 +91,16 @@ int run_train(TrainFlags& flags) {
       line_open = false;
     }
     std::fflush(stdout);
-  });
+  }));
+  if (options.report) context.loggers.push_back(report_logger(run_directory(options)));
+  const TrainResult result = train(options, context);
   if (line_open) fmt::print("\n");
   if (result.interrupted != 0 && !rank_zero) return 128 + result.interrupted;
   if (!rank_zero) return 0;  // rank 0 reports for all
   if (result.interrupted != 0) {
-    fmt::print("stopped by signal {} at step {}; continue with --resume (checkpoints in {}/checkpoints)\n",
-               result.interrupted, result.steps, result.run_dir);
+    fmt::print(
+        "stopped by signal {} at step {}; continue with --resume (checkpoints in {}/checkpoints)\n",
+        result.interrupted, result.steps, result.run_dir);
     return 128 + result.interrupted;
   }
   fmt::print("done: {} steps, epoch {}; checkpoints in {}/checkpoints\n", result.steps,

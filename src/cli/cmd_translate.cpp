@@ -16,11 +16,11 @@
 
 #include "commands.h"
 #include "network_flags.h"
-#include "pix2pix/dataset.h"
+#include "pix2pix/data/dataset.h"
+#include "pix2pix/data/transforms.h"
 #include "pix2pix/error.h"
-#include "pix2pix/pytorch_import.h"
-#include "pix2pix/transforms.h"
-#include "pix2pix/translator.h"
+#include "pix2pix/infer/translator.h"
+#include "pix2pix/io/pytorch_import.h"
 
 namespace pix2pix::cli {
 

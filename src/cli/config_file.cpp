@@ -47,12 +47,11 @@ std::vector<std::string> config_args(const CLI::App& command, const std::string&
     // CLI11 reports each [section] header as an item named "++" / "--".
     if (item.name == "++" || item.name == "--") continue;
     if (!item.parents.empty())
-      throw Error(path, "sections are not supported ([" +
-                                         item.parents.front() + "]); write plain key = value lines");
+      throw Error(path, "sections are not supported ([" + item.parents.front() +
+                            "]); write plain key = value lines");
     const CLI::Option* option = find_option(command, item.name);
     if (option == nullptr || option->get_name() == "--config" || option->get_name() == "--help")
-      throw Error(path, "unknown option '" + item.name + "' for '" +
-                                         command.get_name() + "'");
+      throw Error(path, "unknown option '" + item.name + "' for '" + command.get_name() + "'");
     if (option->get_expected_max() == 0) {  // a flag
       const std::string value = item.inputs.empty() ? "true" : item.inputs.front();
       if (value == "true" || value == "1") {
@@ -62,8 +61,7 @@ std::vector<std::string> config_args(const CLI::App& command, const std::string&
       }
       continue;
     }
-    if (item.inputs.empty())
-      throw Error(path, "'" + item.name + "' has no value");
+    if (item.inputs.empty()) throw Error(path, "'" + item.name + "' has no value");
     args.push_back(option->get_name());
     args.insert(args.end(), item.inputs.begin(), item.inputs.end());
   }

@@ -3,7 +3,6 @@
 #include <ATen/Parallel.h>
 #include <c10/util/Exception.h>
 #include <fmt/core.h>
-#include <malloc.h>
 #include <signal.h>
 #include <torch/version.h>
 
@@ -28,8 +27,9 @@ void default_openmp_waiting(int, char**, char**) {
   if (!std::getenv("OMP_WAIT_POLICY") && !std::getenv("GOMP_SPINCOUNT"))
     setenv("OMP_WAIT_POLICY", "PASSIVE", 0);
 }
-__attribute__((section(".preinit_array"), used)) void (*const kDefaultOpenmpWaiting)(
-    int, char**, char**) = &default_openmp_waiting;
+__attribute__((section(".preinit_array"),
+               used)) void (*const kDefaultOpenmpWaiting)(int, char**,
+                                                          char**) = &default_openmp_waiting;
 
 // The first line of a message (libtorch appends C++ stack traces after it).
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
@@ -37,20 +37,18 @@ std::string first_line(const std::string& message) { return message.substr(0, me
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Keep large activation buffers in the heap instead of returning them to the OS after every
-  // step: measured ~0.55 s per training step instead of ~1.8 s (DESIGN.md section 5).
-  mallopt(M_MMAP_THRESHOLD, 1 << 30);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  pix2pix::tune_allocator();  // large buffers stay in the heap: ~3x faster steps (threads.h)
   // A file-size limit (ulimit -f) then fails the write with EFBIG, which is reported with the
   // file's name and leaves the previous file intact, instead of killing the process.
   signal(SIGXFSZ, SIG_IGN);
 
   CLI::App app{
-      "pix2pix: paired image-to-image translation with conditional GANs (Isola et al. 2017)", "pix2pix"};
+      "pix2pix: paired image-to-image translation with conditional GANs (Isola et al. 2017)",
+      "pix2pix"};
   app.set_version_flag("--version",
                        fmt::format("pix2pix {} (libtorch {}.{}.{})", PIX2PIX_VERSION,
                                    TORCH_VERSION_MAJOR, TORCH_VERSION_MINOR, TORCH_VERSION_PATCH));
-  // Every command's help in one text: the README's CLI reference (scripts/cli_reference.sh).
+  // Every command's help in one text: the CLI reference in docs/cli.md (scripts/cli_reference.sh).
   app.set_help_all_flag("--help-all", "print the help of every command and exit");
   app.require_subcommand(1);
   app.fallthrough();
@@ -59,14 +57,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
 
   std::vector<pix2pix::cli::Command> commands = {
-      pix2pix::cli::add_model_command(app),
-      pix2pix::cli::add_translate_command(app),
-      pix2pix::cli::add_train_command(app),
-      pix2pix::cli::add_test_command(app),
-      pix2pix::cli::add_eval_command(app),
-      pix2pix::cli::add_report_command(app),
-      pix2pix::cli::add_demo_command(app),
-      pix2pix::cli::add_launch_command(app),
+      pix2pix::cli::add_model_command(app), pix2pix::cli::add_translate_command(app),
+      pix2pix::cli::add_train_command(app), pix2pix::cli::add_test_command(app),
+      pix2pix::cli::add_eval_command(app),  pix2pix::cli::add_report_command(app),
+      pix2pix::cli::add_demo_command(app),  pix2pix::cli::add_launch_command(app),
   };
   for (auto* add : {&pix2pix::cli::add_data_commands, &pix2pix::cli::add_bench_commands})
     for (auto& command : (*add)(app)) commands.push_back(std::move(command));
@@ -74,8 +68,8 @@ int main(int argc, char** argv) {
   try {
     // `--config FILE` becomes flags before the command line's own (config_file.h); CLI11 takes
     // the arguments in reverse order.
-    std::vector<std::string> args = pix2pix::cli::expand_config_file(
-        app, std::vector<std::string>(argv + 1, argv + argc));
+    std::vector<std::string> args =
+        pix2pix::cli::expand_config_file(app, std::vector<std::string>(argv + 1, argv + argc));
     std::reverse(args.begin(), args.end());
     app.parse(args);
     // The environment's CPU settings, checked before any work (pix2pix/cpu.h).

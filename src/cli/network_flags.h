@@ -5,10 +5,10 @@
 #include <CLI/CLI.hpp>
 #include <string>
 
-#include "pix2pix/compute.h"
-#include "pix2pix/discriminator.h"
-#include "pix2pix/generator.h"
-#include "pix2pix/init.h"
+#include "pix2pix/models/compute.h"
+#include "pix2pix/models/discriminator.h"
+#include "pix2pix/models/generator.h"
+#include "pix2pix/models/init.h"
 
 namespace pix2pix::cli {
 

@@ -3,7 +3,7 @@
 torchvision's Inception3: average pools that do not count padding in Mixed_5*, 6b-6e and 7b, a
 max pool in Mixed_7c, batch-norm eps 0.001, 2048-d average-pool output, bilinear resize to
 299 x 299 and [0, 1] -> [-1, 1] on the input), with torchvision's state_dict names, to check the
-C++ network (src/inception.cpp) against.
+C++ network (src/eval/inception.cpp) against.
 
   fid_inception.py save OUT.pth SEED
       random weights that keep activations in range (Kaiming normal convolutions, non-trivial

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reference values for the metrics tests (tests/test_metrics.cpp), from scikit-image, numpy and
+"""Reference values for the metrics tests (tests/eval/test_metrics.cpp), from scikit-image, numpy and
 scipy (Debian's python3-skimage, python3-numpy, python3-scipy).
 
   metrics_ref.py images REAL FAKE [REAL FAKE ...]

@@ -1,4 +1,4 @@
-"""Independent reader of TensorBoard event files, for tests/test_tensorboard.cpp.
+"""Independent reader of TensorBoard event files, for tests/io/test_tensorboard.cpp.
 
 Usage: read_tfevents.py EVENT_FILE PROTO_FILE WORK_DIR
 Compiles PROTO_FILE with protoc --python_out into WORK_DIR, reads every record of EVENT_FILE

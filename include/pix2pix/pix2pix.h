@@ -1,0 +1,25 @@
+// The one header a program using the pix2pix library includes: networks, data, training,
+// translation, metrics and the PyTorch file formats (docs/design.md has the module map).
+#pragma once
+
+#include "pix2pix/cpu.h"
+#include "pix2pix/data/dataset.h"
+#include "pix2pix/data/loader.h"
+#include "pix2pix/data/transforms.h"
+#include "pix2pix/error.h"
+#include "pix2pix/eval/metrics.h"
+#include "pix2pix/infer/tiling.h"
+#include "pix2pix/infer/translator.h"
+#include "pix2pix/io/image_io.h"
+#include "pix2pix/io/pytorch_import.h"
+#include "pix2pix/models/compute.h"
+#include "pix2pix/models/discriminator.h"
+#include "pix2pix/models/generator.h"
+#include "pix2pix/models/init.h"
+#include "pix2pix/models/norm.h"
+#include "pix2pix/threads.h"
+#include "pix2pix/train/checkpoint.h"
+#include "pix2pix/train/losses.h"
+#include "pix2pix/train/optim.h"
+#include "pix2pix/train/step.h"
+#include "pix2pix/train/trainer.h"

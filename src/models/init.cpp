@@ -1,0 +1,85 @@
+#include "pix2pix/models/init.h"
+
+#include <torch/nn.h>
+
+#include "pix2pix/error.h"
+#include "pix2pix/models/sync_batch_norm.h"
+
+namespace pix2pix {
+
+InitType parse_init_type(const std::string& name) {
+  if (name == "normal") return InitType::kNormal;
+  if (name == "xavier") return InitType::kXavier;
+  if (name == "kaiming") return InitType::kKaiming;
+  if (name == "orthogonal") return InitType::kOrthogonal;
+  throw Error("--init-type", "unknown initialisation '" + name +
+                                 "' (expected normal, xavier, kaiming or orthogonal)");
+}
+
+std::string to_string(InitType type) {
+  switch (type) {
+    case InitType::kNormal:
+      return "normal";
+    case InitType::kXavier:
+      return "xavier";
+    case InitType::kKaiming:
+      return "kaiming";
+    case InitType::kOrthogonal:
+      return "orthogonal";
+  }
+  return "?";
+}
+
+namespace {
+
+void init_weight(at::Tensor& weight, const InitOptions& options) {
+  switch (options.type) {
+    case InitType::kNormal:
+      torch::nn::init::normal_(weight, 0.0, options.gain);
+      break;
+    case InitType::kXavier:
+      torch::nn::init::xavier_normal_(weight, options.gain);
+      break;
+    case InitType::kKaiming:
+      torch::nn::init::kaiming_normal_(weight, 0.0, torch::kFanIn);
+      break;
+    case InitType::kOrthogonal:
+      torch::nn::init::orthogonal_(weight, options.gain);
+      break;
+  }
+}
+
+template <typename LayerImpl>
+bool init_layer(torch::nn::Module& module, const InitOptions& options) {
+  auto* layer = module.as<LayerImpl>();
+  if (layer == nullptr) return false;
+  init_weight(layer->weight, options);
+  if (layer->bias.defined()) torch::nn::init::zeros_(layer->bias);
+  return true;
+}
+
+}  // namespace
+
+void init_weights(torch::nn::Module& module, const InitOptions& options) {
+  torch::NoGradGuard no_grad;
+  auto init_one = [&](torch::nn::Module& layer) {
+    if (init_layer<torch::nn::Conv2dImpl>(layer, options) ||
+        init_layer<torch::nn::ConvTranspose2dImpl>(layer, options) ||
+        init_layer<torch::nn::LinearImpl>(layer, options))
+      return;
+    if (auto* bn = layer.as<torch::nn::BatchNorm2dImpl>()) {
+      if (bn->weight.defined()) torch::nn::init::normal_(bn->weight, 1.0, options.gain);
+      if (bn->bias.defined()) torch::nn::init::zeros_(bn->bias);
+    } else if (auto* sync_bn = layer.as<SyncBatchNorm2dImpl>()) {
+      torch::nn::init::normal_(sync_bn->weight, 1.0, options.gain);
+      torch::nn::init::zeros_(sync_bn->bias);
+    }
+  };
+  // modules() is pre-order, the reference's apply() post-order; both visit the leaves (the only
+  // layers initialised) in the same order, so the random draws happen in the same order. The
+  // module itself is visited without modules(include_self), which needs a shared_ptr.
+  init_one(module);
+  for (const auto& child : module.modules(/*include_self=*/false)) init_one(*child);
+}
+
+}  // namespace pix2pix

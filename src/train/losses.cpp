@@ -1,0 +1,68 @@
+#include "pix2pix/train/losses.h"
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "pix2pix/error.h"
+
+namespace pix2pix {
+
+GanMode parse_gan_mode(const std::string& name) {
+  if (name == "vanilla") return GanMode::kVanilla;
+  if (name == "lsgan") return GanMode::kLsgan;
+  if (name == "wgangp") return GanMode::kWgangp;
+  throw Error("--gan-mode", "unknown GAN loss '" + name + "' (expected vanilla, lsgan or wgangp)");
+}
+
+std::string to_string(GanMode mode) {
+  switch (mode) {
+    case GanMode::kVanilla:
+      return "vanilla";
+    case GanMode::kLsgan:
+      return "lsgan";
+    case GanMode::kWgangp:
+      return "wgangp";
+  }
+  return "?";
+}
+
+at::Tensor gan_loss(const at::Tensor& prediction, bool target_is_real, GanMode mode) {
+  switch (mode) {
+    case GanMode::kVanilla: {
+      at::Tensor target = target_is_real ? at::ones_like(prediction) : at::zeros_like(prediction);
+      return at::binary_cross_entropy_with_logits(prediction, target);
+    }
+    case GanMode::kLsgan: {
+      at::Tensor target = target_is_real ? at::ones_like(prediction) : at::zeros_like(prediction);
+      return at::mse_loss(prediction, target);
+    }
+    case GanMode::kWgangp:
+      return target_is_real ? -prediction.mean() : prediction.mean();
+  }
+  throw Error("gan_loss", "unknown GAN mode", ErrorKind::kRuntime);
+}
+
+at::Tensor gradient_penalty(const std::function<at::Tensor(const at::Tensor&)>& discriminator,
+                            const at::Tensor& real, const at::Tensor& fake, double weight,
+                            at::Generator generator, double constant) {
+  const int64_t batch = real.size(0);
+  at::Tensor alpha = at::rand({batch, 1}, generator, real.options())
+                         .expand({batch, real.numel() / batch})
+                         .reshape(real.sizes());
+  at::Tensor interpolates =
+      (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(true);
+  at::Tensor output = discriminator(interpolates);
+  at::Tensor gradients = torch::autograd::grad({output}, {interpolates}, {at::ones_like(output)},
+                                               /*retain_graph=*/true, /*create_graph=*/true)[0];
+  gradients = gradients.reshape({batch, -1});
+  return ((gradients + 1e-16).norm(2, 1) - constant).pow(2).mean() * weight;
+}
+
+double discriminator_accuracy(const at::Tensor& prediction, bool target_is_real, GanMode mode) {
+  at::Tensor says_real =
+      mode == GanMode::kLsgan ? prediction.detach() > 0.5 : prediction.detach() > 0;
+  at::Tensor correct = target_is_real ? says_real : says_real.logical_not();
+  return correct.to(at::kDouble).mean().item<double>();
+}
+
+}  // namespace pix2pix

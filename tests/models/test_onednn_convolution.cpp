@@ -1,0 +1,324 @@
+// bfloat16 convolutions called on oneDNN directly (ComputeOptions::onednn_direct): forward and
+// every gradient equal libtorch's bfloat16 convolution of the same layer, weights are repacked
+// after every change of the working copy but never under a graph still waiting for backward,
+// and gradients of gradients (the WGAN-GP penalty) still flow.
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "models/convolution.h"
+#include "pix2pix/models/compute.h"
+#include "pix2pix/train/optim.h"
+#include "test_util.h"
+
+namespace pix2pix {
+namespace {
+
+using test::made_by;
+
+double relative_error(const at::Tensor& a, const at::Tensor& b) {
+  const double scale = std::max(1.0, b.abs().max().item<double>());
+  return (a.to(at::kDouble) - b.to(at::kDouble)).abs().max().item<double>() / scale;
+}
+
+ComputeOptions bf16(bool direct) {
+  ComputeOptions compute;
+  compute.precision = Precision::kBFloat16;
+  compute.matmul_max_side = compute.matmul_max_side_transposed = 0;  // every layer on oneDNN
+  compute.onednn_direct = direct;
+  return compute;
+}
+
+struct Case {
+  bool transposed;
+  int64_t in, out, kernel, stride, padding, output_padding, dilation, batch, height, width;
+  bool bias;
+};
+
+// A U-Net down layer (8 -> 16 on 32x32) or up layer (16 -> 8 on 16x16).
+Case down_or_up(bool transposed) {
+  return transposed ? Case{true, 16, 8, 4, 2, 1, 0, 1, 1, 16, 16, false}
+                    : Case{false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+}
+
+// A layer of `c`'s shape with fixed weights, computing as `compute`.
+struct Layer {
+  detail::Conv2d conv{nullptr};
+  detail::ConvTranspose2d transposed{nullptr};
+  explicit Layer(const Case& c) {
+    torch::manual_seed(5);
+    if (c.transposed)
+      transposed = detail::ConvTranspose2d(torch::nn::ConvTranspose2dOptions(c.in, c.out, c.kernel)
+                                               .stride(c.stride)
+                                               .padding(c.padding)
+                                               .output_padding(c.output_padding)
+                                               .bias(c.bias));
+    else
+      conv = detail::Conv2d(torch::nn::Conv2dOptions(c.in, c.out, c.kernel)
+                                .stride(c.stride)
+                                .padding(c.padding)
+                                .dilation(c.dilation)
+                                .bias(c.bias));
+  }
+  at::Tensor& weight() { return conv ? conv->weight : transposed->weight; }
+  torch::nn::Module& module() {
+    return conv ? static_cast<torch::nn::Module&>(*conv) : *transposed;
+  }
+  at::Tensor operator()(const at::Tensor& x, const ComputeOptions& compute) {
+    if (conv) {
+      conv->compute = compute;
+      return conv->forward(x);
+    }
+    transposed->compute = compute;
+    return transposed->forward(x);
+  }
+};
+
+// The direct calls run the kernels libtorch's bfloat16 convolution runs: the same output, input
+// gradient, weight gradient (bfloat16) and bias gradient, for the pix2pix networks' layer kinds.
+// Stride-1 layers with outputs under 32 a side (a transposed layer's input) run channels-last on
+// oneDNN's brgemm kernel, which sums in another order: equal there within one bfloat16 rounding.
+TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
+  const std::vector<Case> cases = {
+      {false, 3, 16, 4, 2, 1, 0, 1, 1, 64, 64, true},     // first U-Net / PatchGAN layer
+      {false, 16, 32, 4, 2, 1, 0, 1, 1, 32, 32, false},   // U-Net down layer
+      {false, 32, 1, 4, 1, 1, 0, 1, 1, 18, 18, true},     // PatchGAN's last layer: stride 1
+      {false, 64, 128, 4, 1, 1, 0, 1, 1, 16, 16, false},  // PatchGAN's stride-1 layer
+      {false, 16, 32, 3, 1, 1, 0, 1, 2, 12, 10, true},    // stride 1, batch 2, non-square
+      {false, 8, 12, 3, 1, 1, 0, 2, 2, 20, 28, false},    // dilation 2, batch 2, non-square
+      {false, 6, 8, 7, 1, 0, 0, 1, 1, 30, 30, true},      // ResNet's 7x7 (after padding)
+      {true, 32, 16, 4, 2, 1, 0, 1, 1, 16, 16, false},    // U-Net up layer
+      {true, 16, 3, 4, 2, 1, 0, 1, 2, 32, 24, true},      // outermost up layer, batch 2
+      {true, 16, 8, 3, 2, 1, 1, 1, 1, 20, 20, false},     // ResNet's up layer: output padding
+      {true, 32, 16, 4, 1, 1, 0, 1, 1, 12, 12, false},    // transposed, stride 1 (flipped)
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.transposed ? "transposed " : "") + std::to_string(c.in) + "->" +
+                 std::to_string(c.out) + " k" + std::to_string(c.kernel) + " s" +
+                 std::to_string(c.stride) + " d" + std::to_string(c.dilation) + " batch " +
+                 std::to_string(c.batch) + " " + std::to_string(c.height) + "x" +
+                 std::to_string(c.width));
+    Layer layer(c);
+    const at::Tensor x0 = torch::rand({c.batch, c.in, c.height, c.width}) * 2 - 1;
+    at::Tensor gy;
+    std::vector<std::vector<at::Tensor>> results;  // libtorch, direct: y, x grad, param grads
+    for (bool direct : {false, true}) {
+      for (auto& p : layer.module().parameters()) p.mutable_grad() = at::Tensor();
+      const at::Tensor x = x0.clone().requires_grad_();
+      const at::Tensor y = layer(x, bf16(direct));
+      EXPECT_EQ(made_by(y, "Conv2dFunction") || made_by(y, "ConvTranspose2dFunction"), direct);
+      if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
+      y.backward(gy);
+      std::vector<at::Tensor> result = {y, x.grad()};
+      for (auto& p : layer.module().parameters()) result.push_back(p.grad());
+      results.push_back(result);
+    }
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      SCOPED_TRACE("tensor " + std::to_string(i) + " (0 output, 1 input grad, 2 weight grad)");
+      ASSERT_TRUE(results[1][i].defined());
+      EXPECT_EQ(results[1][i].scalar_type(), results[0][i].scalar_type());
+      EXPECT_EQ(results[1][i].sizes(), results[0][i].sizes());
+      // (the convolution's output is a transposed layer's input)
+      const bool channels_last =
+          c.stride == 1 && (c.transposed ? c.height : results[0][0].size(2)) < 32;
+      EXPECT_LT(relative_error(results[1][i], results[0][i]), channels_last ? 8e-3 : 1e-6);
+      EXPECT_GT(results[0][i].abs().max().item<double>(), 1e-3);  // real data, not zeros
+    }
+  }
+}
+
+// Packed weights follow the working copy: an optimiser step (which rewrites the copy in place)
+// is seen by the next forward, in training and in inference.
+TEST(OnednnConvolution, FollowsEveryOptimiserStep) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
+  const Case c = {false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+  Layer direct(c), reference(c);
+  const at::Tensor x = torch::rand({1, 8, 32, 32});
+  Adam adam(direct.conv->parameters(), {});
+  adam.set_bfloat16_copy(direct.conv->weight, direct.conv->bf16_weight());
+  for (int step = 0; step < 3; ++step) {
+    const at::Tensor y = direct(x, bf16(true));
+    {
+      torch::NoGradGuard no_grad;
+      reference.conv->weight.copy_(direct.conv->weight);
+      EXPECT_TRUE(torch::equal(y, reference(x, bf16(false))));
+      EXPECT_TRUE(torch::equal(direct(x, bf16(true)), y));  // inference, same packed weights
+    }
+    y.square().mean().backward();
+    adam.step();
+  }
+}
+
+// Stride-1 layers with small outputs take their input gradient as a forward convolution with
+// the weights flipped and transposed, packed once per change: after every optimiser step the
+// input gradient is still libtorch's (within one bfloat16 rounding: the kernels sum in another
+// order).
+TEST(OnednnConvolution, FlippedInputGradientFollowsEveryOptimiserStep) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
+  const Case c = {false, 32, 64, 4, 1, 1, 0, 1, 1, 16, 16, false};  // the PatchGAN's stride-1 layer
+  Layer direct(c), reference(c);
+  const at::Tensor x0 = torch::rand({1, 32, 16, 16}) * 2 - 1;
+  AdamOptions large_steps;
+  large_steps.lr = 0.02;  // each step changes the input gradient far beyond the tolerance
+  Adam adam(direct.conv->parameters(), large_steps);
+  adam.set_bfloat16_copy(direct.conv->weight, direct.conv->bf16_weight());
+  at::Tensor previous;
+  for (int step = 0; step < 3; ++step) {
+    SCOPED_TRACE("step " + std::to_string(step));
+    const at::Tensor x = x0.clone().requires_grad_(), x_reference = x0.clone().requires_grad_();
+    const at::Tensor y = direct(x, bf16(true));
+    {
+      torch::NoGradGuard no_grad;
+      reference.conv->weight.copy_(direct.conv->weight);
+    }
+    const at::Tensor gy = torch::rand_like(y) * 2 - 1;
+    reference(x_reference, bf16(false)).backward(gy);
+    y.backward(gy);
+    EXPECT_GT(x_reference.grad().abs().max().item<double>(), 1e-3);
+    EXPECT_LT(relative_error(x.grad(), x_reference.grad()), 8e-3);
+    if (previous.defined()) EXPECT_GT(relative_error(x.grad(), previous), 0.05);
+    previous = x.grad();
+    adam.step();
+  }
+}
+
+// A graph still waiting for its backward keeps the packed weights of its forward: the layer
+// packs the next step's weights into a new buffer, and the old graph's input gradient is that
+// of the weights it ran with (libtorch's own convolution would refuse this backward instead).
+TEST(OnednnConvolution, PendingGraphKeepsItsWeights) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
+  for (bool transposed : {false, true}) {
+    SCOPED_TRACE(transposed ? "transposed" : "convolution");
+    const Case c = down_or_up(transposed);
+    Layer layer(c);
+    at::Tensor& weight = layer.weight();
+    const at::Tensor x0 = torch::rand({1, c.in, c.height, c.width});
+    auto input_grad = [&](bool direct, const at::Tensor& gy) {
+      const at::Tensor x = x0.clone().requires_grad_();
+      layer(x, bf16(direct)).backward(gy);
+      return x.grad();
+    };
+    const at::Tensor x = x0.clone().requires_grad_();
+    const at::Tensor y = layer(x, bf16(true));
+    const at::Tensor gy = torch::rand_like(y);
+    const at::Tensor expected = input_grad(false, gy);
+    {
+      torch::NoGradGuard no_grad;
+      weight.mul_(-1);
+    }
+    const at::Tensor changed = layer(x0, bf16(true));  // packs the new weights
+    EXPECT_FALSE(torch::equal(changed, y));
+    y.backward(gy);
+    EXPECT_TRUE(torch::equal(x.grad(), expected));
+  }
+}
+
+// Gradients of gradients (the WGAN-GP penalty differentiates D's input gradient) equal those of
+// libtorch's bfloat16 convolution.
+TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
+  for (bool transposed : {false, true}) {
+    SCOPED_TRACE(transposed ? "transposed" : "convolution");
+    const Case c = down_or_up(transposed);
+    Layer layer(c);
+    const at::Tensor x0 = torch::rand({1, c.in, c.height, c.width});
+    std::vector<at::Tensor> weight_grads;
+    for (bool direct : {false, true}) {
+      for (auto& p : layer.module().parameters()) p.mutable_grad() = at::Tensor();
+      const at::Tensor x = x0.clone().requires_grad_();
+      const at::Tensor y = layer(x, bf16(direct)).to(at::kFloat);
+      const at::Tensor gx =
+          torch::autograd::grad({y.square().sum()}, {x}, {}, /*retain_graph=*/true,
+                                /*create_graph=*/true)[0];
+      gx.square().sum().backward();
+      const at::Tensor& weight = layer.weight();
+      ASSERT_TRUE(weight.grad().defined());
+      weight_grads.push_back(weight.grad().to(at::kFloat));
+    }
+    EXPECT_GT(weight_grads[0].abs().max().item<double>(), 1e-3);
+    EXPECT_LT(relative_error(weight_grads[1], weight_grads[0]), 1e-6);
+  }
+}
+
+// Only the gradients a graph can ask for are prepared: with the weight frozen (the
+// discriminator during the generator's step) the input gradient still equals libtorch's and the
+// weight gets none; with the input fixed (a network's first layer) the weight gradient equals
+// libtorch's.
+TEST(OnednnConvolution, FrozenWeightOrFixedInput) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
+  for (bool transposed : {false, true}) {
+    SCOPED_TRACE(transposed ? "transposed" : "convolution");
+    const Case c = down_or_up(transposed);
+    Layer layer(c);
+    at::Tensor& weight = layer.weight();
+    const at::Tensor x0 = torch::rand({1, c.in, c.height, c.width}) * 2 - 1;
+    for (bool frozen : {true, false}) {
+      SCOPED_TRACE(frozen ? "weight frozen" : "input fixed");
+      weight.requires_grad_(!frozen);
+      std::vector<at::Tensor> grads;  // libtorch, direct
+      at::Tensor gy;
+      for (bool direct : {false, true}) {
+        weight.mutable_grad() = at::Tensor();
+        const at::Tensor x = frozen ? x0.clone().requires_grad_() : x0;
+        const at::Tensor y = layer(x, bf16(direct));
+        if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
+        y.backward(gy);
+        EXPECT_EQ(weight.grad().defined(), !frozen);
+        grads.push_back(frozen ? x.grad() : weight.grad());
+      }
+      ASSERT_TRUE(grads[1].defined());
+      EXPECT_GT(grads[0].abs().max().item<double>(), 1e-3);
+      EXPECT_LT(relative_error(grads[1], grads[0]), 1e-6);
+    }
+    weight.requires_grad_(true);
+  }
+}
+
+// Primitives are kept for a bounded number of geometries (translating images of many sizes must
+// not grow memory without end); a geometry evicted and met again, even by a graph made before
+// the eviction, computes as before.
+TEST(OnednnConvolution, PrimitiveCacheIsBounded) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
+  const Case c = {false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
+  Layer layer(c);
+  detail::set_onednn_primitive_capacity(2);
+  const at::Tensor x0 = torch::rand({1, 8, 32, 32});
+  const at::Tensor x = x0.clone().requires_grad_();
+  const at::Tensor y = layer(x, bf16(true));  // a graph on 32x32, its backward pending
+  std::vector<at::Tensor> outputs;
+  for (int64_t side : {24, 40, 48, 56}) {
+    outputs.push_back(layer(torch::ones({1, 8, side, side}), bf16(true)));
+    EXPECT_LE(detail::onednn_primitive_count(), 2u);
+  }
+  const at::Tensor gy = torch::rand_like(y);
+  y.backward(gy);  // 32x32's primitives were evicted: made again
+  EXPECT_LE(detail::onednn_primitive_count(), 2u);
+  detail::set_onednn_primitive_capacity(detail::kOnednnPrimitiveCapacity);
+  const at::Tensor x_reference = x0.clone().requires_grad_();
+  layer(x_reference, bf16(false)).backward(gy);
+  EXPECT_LT(relative_error(x.grad(), x_reference.grad()), 1e-6);
+  EXPECT_TRUE(torch::equal(outputs[0], layer(torch::ones({1, 8, 24, 24}), bf16(true))));
+}
+
+// Several threads may run the same layer at once (each call brings its own scratch memory).
+TEST(OnednnConvolution, ConcurrentInferenceAgrees) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
+  const Case c = {false, 16, 32, 4, 2, 1, 0, 1, 1, 64, 64, false};
+  Layer layer(c);
+  layer.conv->compute = bf16(true);
+  const at::Tensor x = torch::rand({1, 16, 64, 64});
+  torch::NoGradGuard no_grad;
+  const at::Tensor expected = layer.conv->forward(x);
+  std::vector<at::Tensor> results(4);
+  std::vector<std::thread> threads;
+  for (size_t t = 0; t < results.size(); ++t)
+    threads.emplace_back([&, t] {
+      torch::NoGradGuard guard;
+      for (int i = 0; i < 5; ++i) results[t] = layer.conv->forward(x);
+    });
+  for (auto& thread : threads) thread.join();
+  for (const auto& r : results) EXPECT_TRUE(torch::equal(r, expected));
+}
+
+}  // namespace
+}  // namespace pix2pix

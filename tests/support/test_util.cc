@@ -1,0 +1,130 @@
+#include "test_util.h"
+
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <torch/csrc/autograd/function.h>
+#include <torch/csrc/autograd/variable.h>
+
+#include <array>
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <stdexcept>
+
+#include "pix2pix/error.h"
+#include "pix2pix/models/compute.h"
+
+namespace fs = std::filesystem;
+
+namespace pix2pix::test {
+
+std::string shell_quote(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) {
+    if (c == '\'')
+      out += "'\\''";
+    else
+      out += c;
+  }
+  return out + "'";
+}
+
+CommandResult run_command(const std::string& command) {
+  CommandResult result;
+  FILE* pipe = popen((command + " 2>&1").c_str(), "r");
+  if (pipe == nullptr) throw std::runtime_error("popen failed: " + command);
+  std::array<char, 4096> buffer;
+  size_t n;
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    result.output.append(buffer.data(), n);
+  int status = pclose(pipe);
+  if (WIFEXITED(status))
+    result.exit_code = WEXITSTATUS(status);
+  else if (WIFSIGNALED(status))
+    result.exit_code = 128 + WTERMSIG(status);
+  return result;
+}
+
+std::string cli_path() { return PIX2PIX_CLI; }
+
+CommandResult run_cli(const std::string& args) {
+  return run_command(std::string(PIX2PIX_CLI) + " " + args);
+}
+
+std::string temp_dir() {
+  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+  std::string name = info ? std::string(info->test_suite_name()) + "." + info->name() : "misc";
+  for (char& c : name)
+    if (c == '/') c = '_';
+  fs::path dir = fs::path(PIX2PIX_TEST_TMP) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  return dir.string();
+}
+
+std::string shared_dir() { return PIX2PIX_SHARED_DIR; }
+
+std::string source_dir() { return PIX2PIX_SOURCE_DIR; }
+
+std::string example_translate() {
+#ifdef PIX2PIX_EXAMPLE_TRANSLATE
+  return PIX2PIX_EXAMPLE_TRANSLATE;
+#else
+  return "";
+#endif
+}
+
+bool required(bool ok, const std::string& what) {
+  const char* require = std::getenv("PIX2PIX_REQUIRE_REFERENCE");
+  if (!ok && require != nullptr && std::string(require) == "1")
+    ADD_FAILURE() << "PIX2PIX_REQUIRE_REFERENCE=1 and this test needs " << what
+                  << " (scripts/setup.sh --test installs it; ../shared holds the data)";
+  return ok;
+}
+
+bool have_python_torch() {
+  static const bool ok = run_command("/usr/bin/python3 -c 'import torch, PIL'").exit_code == 0;
+  return required(ok, "/usr/bin/python3 with torch and PIL");
+}
+
+std::string bf16_unavailable() {
+  try {
+    check_precision_supported(Precision::kBFloat16);
+    return "";
+  } catch (const Error& e) {
+    return e.what();
+  }
+}
+
+bool have_python_pil() {
+  static const bool ok =
+      run_command("/usr/bin/python3 -c 'import PIL.Image, numpy'").exit_code == 0;
+  return required(ok, "/usr/bin/python3 with PIL and numpy");
+}
+
+std::string put_image(const std::string& root, const std::string& relative, const Image& image) {
+  const fs::path path = fs::path(root) / relative;
+  fs::create_directories(path.parent_path());
+  write_png(path.string(), image);
+  return path.string();
+}
+
+CommandResult run_python(const std::string& args) {
+  return run_command("/usr/bin/python3 " + args);
+}
+
+bool made_by(const at::Tensor& y, const std::string& name, int depth) {
+  std::vector<torch::autograd::Node*> level = {y.grad_fn().get()};
+  for (int d = 0; d <= depth && !level.empty(); ++d) {
+    std::vector<torch::autograd::Node*> next;
+    for (auto* node : level) {
+      if (!node) continue;
+      if (node->name().find(name) != std::string::npos) return true;
+      for (const auto& edge : node->next_edges()) next.push_back(edge.function.get());
+    }
+    level = std::move(next);
+  }
+  return false;
+}
+
+}  // namespace pix2pix::test

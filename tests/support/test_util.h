@@ -1,0 +1,73 @@
+// Helpers shared by the test programs: temporary folders, running the CLI and the Python
+// reference, locating ../shared.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include <string>
+
+#include "pix2pix/io/image_io.h"
+
+namespace pix2pix::test {
+
+/// Output and exit status of a finished command.
+struct CommandResult {
+  int exit_code = -1;  ///< the exit status, or 128 + signal number when killed by a signal
+  std::string output;  ///< stdout and stderr together
+};
+
+/// Runs `command` through /bin/sh, capturing stdout and stderr.
+CommandResult run_command(const std::string& command);
+
+/// The built CLI's path (`build/pix2pix`).
+std::string cli_path();
+
+/// Runs the built CLI (`build/pix2pix`) with the given argument string.
+CommandResult run_cli(const std::string& args);
+
+/// A fresh, empty folder under build/test_tmp, unique to the calling test.
+std::string temp_dir();
+
+/// ../shared (the data sets and the PyTorch reference script).
+std::string shared_dir();
+
+/// The repository root (for tests/reference/*.py helpers).
+std::string source_dir();
+
+/// `ok`; where it is false and PIX2PIX_REQUIRE_REFERENCE=1 (CI sets it), also a failure of the
+/// calling test naming `what`, so that a parity test skipped for a missing reference, package
+/// or dataset cannot pass CI.
+bool required(bool ok, const std::string& what);
+
+/// The built examples/translate program; empty where examples are not built.
+std::string example_translate();
+
+/// True when /usr/bin/python3 can import torch (the reference tests need it).
+bool have_python_torch();
+
+/// True when /usr/bin/python3 can import PIL and numpy (the Pillow parity tests need them).
+bool have_python_pil();
+
+/// Writes `image` as PNG to root/relative, creating folders (the name's extension may lie);
+/// returns the path.
+std::string put_image(const std::string& root, const std::string& relative, const Image& image);
+
+/// Runs `/usr/bin/python3 <args>` and returns its result.
+CommandResult run_python(const std::string& args);
+
+/// Empty where this CPU computes in bfloat16 (pix2pix::cpu_features()); else why bf16 tests
+/// cannot run here, naming the missing instructions.
+std::string bf16_unavailable();
+
+/// Skips the calling test where the CPU has no bfloat16 instructions (bf16_unavailable()).
+#define PIX2PIX_SKIP_WITHOUT_BF16() \
+  if (const std::string why = ::pix2pix::test::bf16_unavailable(); !why.empty()) GTEST_SKIP() << why
+
+/// Quotes a string for /bin/sh.
+std::string shell_quote(const std::string& s);
+
+/// True when an autograd node whose name contains `name` is among those within `depth` steps of
+/// y's grad_fn (which computation made y).
+bool made_by(const at::Tensor& y, const std::string& name, int depth = 6);
+
+}  // namespace pix2pix::test
