@@ -1,6 +1,6 @@
 // The project's exception type. The library throws; only the CLI turns an Error into a message
-// and an exit status. Messages name the file or flag first and then the problem, so that the CLI
-// can print them as one line: `error: <what>`.
+// and an exit status. Messages name the file or option field first and then the problem, so that
+// the CLI can print them as one line: `error: <what>` (with the flag in place of the field).
 #pragma once
 
 #include <stdexcept>
@@ -23,10 +23,22 @@ class Error : public std::runtime_error {
   Error(const std::string& subject, const std::string& reason, ErrorKind kind = ErrorKind::kInput)
       : std::runtime_error(subject + ": " + reason), kind_(kind) {}
 
+  /// A bad option value: `field` names the option as the library's options structs and
+  /// options.json do (e.g. "crop_size"); the message is `field: reason`. The CLI shows the
+  /// command's flag instead (--crop-size).
+  static Error option(const std::string& field, const std::string& reason) {
+    Error error(field, reason);
+    error.field_ = field;
+    return error;
+  }
+
   ErrorKind kind() const { return kind_; }
+  /// The option an Error::option names ("input_nc/output_nc" for two); empty otherwise.
+  const std::string& field() const { return field_; }
 
  private:
   ErrorKind kind_;
+  std::string field_;
 };
 
 }  // namespace pix2pix

@@ -223,11 +223,12 @@ Loader::Loader(std::shared_ptr<const Dataset> dataset, TransformOptions transfor
     : state_(std::make_unique<State>()) {
   if (!dataset) throw Error("Loader", "no dataset");
   if (options.batch_size < 1)
-    throw Error("--batch-size", "must be at least 1, got " + std::to_string(options.batch_size));
+    throw Error::option("batch_size",
+                        "must be at least 1, got " + std::to_string(options.batch_size));
   if (options.workers < 0)
-    throw Error("--workers", "must be 0 or more, got " + std::to_string(options.workers));
+    throw Error::option("workers", "must be 0 or more, got " + std::to_string(options.workers));
   if (options.prefetch < 1)
-    throw Error("--prefetch", "must be at least 1, got " + std::to_string(options.prefetch));
+    throw Error::option("prefetch", "must be at least 1, got " + std::to_string(options.prefetch));
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size)
     throw Error("Loader", "rank " + std::to_string(options.rank) + " is not in a world of " +
                               std::to_string(options.world_size));

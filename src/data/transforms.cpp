@@ -95,7 +95,7 @@ Preprocess parse_preprocess(const std::string& name) {
     if (name == entry.name) return entry.value;
     known += known.empty() ? entry.name : std::string(", ") + entry.name;
   }
-  throw Error("--preprocess", "expected one of " + known + ", got '" + name + "'");
+  throw Error::option("preprocess", "expected one of " + known + ", got '" + name + "'");
 }
 
 std::string to_string(Preprocess preprocess) {
@@ -115,7 +115,7 @@ ResizeFilter parse_resize_filter(const std::string& name) {
     if (name == entry.name) return entry.value;
     known += known.empty() ? entry.name : std::string(", ") + entry.name;
   }
-  throw Error("--resize-filter", "expected one of " + known + ", got '" + name + "'");
+  throw Error::option("resize_filter", "expected one of " + known + ", got '" + name + "'");
 }
 
 std::string to_string(ResizeFilter filter) {
@@ -128,8 +128,9 @@ CropSize parse_crop_size(const std::string& text) {
   const auto parse_side = [&text](const std::string& part) {
     if (part.empty() || part.size() > 6 ||
         part.find_first_not_of("0123456789") != std::string::npos || std::stoi(part) <= 0) {
-      throw Error("--crop-size",
-                  "expected a positive size N or HxW (e.g. 256 or 256x512), got '" + text + "'");
+      throw Error::option(
+          "crop_size",
+          "expected a positive size N or HxW (e.g. 256 or 256x512), got '" + text + "'");
     }
     return std::stoi(part);
   };
@@ -150,24 +151,25 @@ std::string to_string(const CropSize& size) {
 
 void validate(const TransformOptions& options) {
   if (options.crop_height <= 0 || options.crop_width <= 0) {
-    throw Error("--crop-size", "must be positive, got " + std::to_string(options.crop_height) +
-                                   "x" + std::to_string(options.crop_width));
+    throw Error::option("crop_size", "must be positive, got " +
+                                         std::to_string(options.crop_height) + "x" +
+                                         std::to_string(options.crop_width));
   }
   const Preprocess mode = options.preprocess;
   const bool uses_load_size = mode == Preprocess::kResizeAndCrop ||
                               mode == Preprocess::kScaleWidth ||
                               mode == Preprocess::kScaleWidthAndCrop;
   if (uses_load_size && options.load_size <= 0) {
-    throw Error("--load-size", "must be positive, got " + std::to_string(options.load_size));
+    throw Error::option("load_size", "must be positive, got " + std::to_string(options.load_size));
   }
   const bool square_load = mode == Preprocess::kResizeAndCrop;
   if ((square_load && options.load_size < options.crop_height) ||
       ((square_load || mode == Preprocess::kScaleWidthAndCrop) &&
        options.load_size < options.crop_width)) {
-    throw Error("--load-size", std::to_string(options.load_size) +
-                                   " is smaller than the crop (--crop-size " +
-                                   to_string(CropSize{options.crop_height, options.crop_width}) +
-                                   ") with --preprocess " + to_string(mode));
+    throw Error::option(
+        "load_size", std::to_string(options.load_size) + " is smaller than the crop (--crop-size " +
+                         to_string(CropSize{options.crop_height, options.crop_width}) +
+                         ") with --preprocess " + to_string(mode));
   }
 }
 

@@ -58,13 +58,14 @@ TileAxis plan_tile_axis(int64_t length, int64_t tile, int64_t overlap, int64_t m
   TORCH_CHECK(multiple >= 1 && length >= multiple && length % multiple == 0,
               "plan_tile_axis: length ", length, " is not a positive multiple of ", multiple);
   if (tile < multiple || tile % multiple != 0)
-    throw Error("--tile " + std::to_string(tile), "not a positive multiple of " +
-                                                      std::to_string(multiple) +
-                                                      ", the size multiple the network needs");
+    throw Error::option("tile", std::to_string(tile) + " is not a positive multiple of " +
+                                    std::to_string(multiple) +
+                                    ", the size multiple the network needs");
   if (overlap < 0 || overlap > tile - multiple)
-    throw Error("--overlap " + std::to_string(overlap),
-                "outside 0.." + std::to_string(tile - multiple) + " (tile " + std::to_string(tile) +
-                    " minus the network's size multiple " + std::to_string(multiple) + ")");
+    throw Error::option(
+        "overlap", std::to_string(overlap) + " is outside 0.." + std::to_string(tile - multiple) +
+                       " (tile " + std::to_string(tile) + " minus the network's size multiple " +
+                       std::to_string(multiple) + ")");
   TileAxis axis;
   axis.length = length;
   if (tile >= length) {

@@ -86,10 +86,11 @@ TranslatePlan Translator::plan(int width, int height, const std::string& name) c
   int64_t tile = 0;
   if (options_.tile > 0) {
     if (options_.train_mode)
-      throw Error("--tile",
-                  "tiling needs eval mode: in train mode batch norm normalises every tile by its "
-                  "own statistics, so neighbouring tiles disagree and seams appear (use --eval, "
-                  "or translate whole images in train mode)");
+      throw Error::option(
+          "tile",
+          "tiling needs eval mode: in train mode batch norm normalises every tile by its "
+          "own statistics, so neighbouring tiles disagree and seams appear (use --eval, "
+          "or translate whole images in train mode)");
     tile = options_.tile;
   } else if (options_.max_pixels > 0 && pixels > options_.max_pixels) {
     if (options_.train_mode) {
@@ -225,6 +226,21 @@ std::string available_checkpoints(const fs::path& folder) {
 
 }  // namespace
 
+std::string generator_checkpoint(const std::string& run_dir, const std::string& epoch) {
+  const std::string which = epoch.empty() ? "latest" : epoch;
+  const bool number = all_digits(which) && which.size() < 10 && std::stoll(which) > 0;
+  if (which != "latest" && which != "best" && !number)
+    throw Error::option("epoch", "'" + which + "' is not latest, best or an epoch number");
+  const fs::path folder = fs::path(run_dir) / "checkpoints";
+  const std::string label = number ? std::to_string(std::stoll(which)) : which;
+  const fs::path file = folder / (label + "_net_G.pth");
+  std::error_code error;
+  if (!fs::is_regular_file(file, error))
+    throw Error(file.string(),
+                "no such checkpoint (available epochs: " + available_checkpoints(folder) + ")");
+  return file.string();
+}
+
 GeneratorOptions read_run_generator_options(const std::string& options_json) {
   return generator_options_from(read_run_options(options_json), options_json);
 }
@@ -247,20 +263,13 @@ GeneratorSource find_generator(const std::string& weights, const std::string& ep
     const fs::path run(weights);
     if (!fs::exists(run / "options.json", error))
       throw Error(weights, "a folder without options.json: not a run directory (runs/NAME)");
-    std::string which = epoch.empty() ? "latest" : epoch;
-    if (which != "latest" && which != "best" && !all_digits(which))
-      throw Error("--epoch", "'" + which + "' is not latest, best or an epoch number");
     use_run_options(run / "options.json");
-    const fs::path file = run / "checkpoints" / (which + "_net_G.pth");
-    if (!fs::is_regular_file(file, error))
-      throw Error(file.string(), "no such checkpoint (available epochs: " +
-                                     available_checkpoints(run / "checkpoints") + ")");
-    source.weights = file.string();
+    source.weights = generator_checkpoint(weights, epoch);
     return source;
   }
   if (!fs::exists(weights, error)) throw Error(weights, "no such file or folder");
   if (!epoch.empty())
-    throw Error("--epoch", "needs a run directory as --weights; " + weights + " is a file");
+    throw Error::option("epoch", "needs a run directory as --weights; " + weights + " is a file");
   source.weights = weights;
   const fs::path parent = fs::path(weights).parent_path();
   if (parent.filename() == "checkpoints" && fs::exists(parent.parent_path() / "options.json"))

@@ -12,6 +12,7 @@
 #include <fstream>
 #include <iterator>
 
+#include "io/crc32c.h"
 #include "pix2pix/error.h"
 #include "pix2pix/io/image_io.h"
 #include "tensorboard_event.pb.h"
@@ -49,19 +50,6 @@ void put_uint32_le(char* out, uint32_t value) {
 
 }  // namespace
 
-uint32_t crc32c(const void* data, size_t size) {
-  static const std::array<uint32_t, 256> table = make_crc32c_table();
-  const auto* bytes = static_cast<const uint8_t*>(data);
-  uint32_t crc = 0xffffffffu;
-  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ bytes[i]) & 0xff] ^ (crc >> 8);
-  return crc ^ 0xffffffffu;
-}
-
-uint32_t masked_crc32c(const void* data, size_t size) {
-  const uint32_t crc = crc32c(data, size);
-  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
-}
-
 struct TensorBoardWriter::State {
   std::string path;
   std::FILE* file = nullptr;
@@ -72,9 +60,9 @@ struct TensorBoardWriter::State {
       throw Error(path, "cannot serialise an event", ErrorKind::kRuntime);
     char header[12];
     put_uint64_le(header, static_cast<uint64_t>(data.size()));
-    put_uint32_le(header + 8, masked_crc32c(header, 8));
+    put_uint32_le(header + 8, detail::masked_crc32c(header, 8));
     char footer[4];
-    put_uint32_le(footer, masked_crc32c(data.data(), data.size()));
+    put_uint32_le(footer, detail::masked_crc32c(data.data(), data.size()));
     if (std::fwrite(header, 1, sizeof header, file) != sizeof header ||
         std::fwrite(data.data(), 1, data.size(), file) != data.size() ||
         std::fwrite(footer, 1, sizeof footer, file) != sizeof footer || std::fflush(file) != 0)
@@ -161,5 +149,22 @@ void TensorBoardWriter::add_png_file(const std::string& tag, int64_t step,
   if (!in.good() && !in.eof()) throw Error(png_path, "cannot read", ErrorKind::kRuntime);
   add_image(tag, step, bytes, info.width, info.height, info.channels);
 }
+
+namespace detail {
+
+uint32_t crc32c(const void* data, size_t size) {
+  static const std::array<uint32_t, 256> table = make_crc32c_table();
+  const auto* bytes = static_cast<const uint8_t*>(data);
+  uint32_t crc = 0xffffffffu;
+  for (size_t i = 0; i < size; ++i) crc = table[(crc ^ bytes[i]) & 0xff] ^ (crc >> 8);
+  return crc ^ 0xffffffffu;
+}
+
+uint32_t masked_crc32c(const void* data, size_t size) {
+  const uint32_t crc = crc32c(data, size);
+  return ((crc >> 15) | (crc << 17)) + 0xa282ead8u;
+}
+
+}  // namespace detail
 
 }  // namespace pix2pix

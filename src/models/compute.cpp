@@ -57,8 +57,8 @@ TransposedConv parse_transposed_conv(const std::string& name) {
   if (name == "native") return TransposedConv::kNative;
   if (name == "gradient") return TransposedConv::kGradient;
   if (name == "auto") return TransposedConv::kAuto;
-  throw Error("--transposed-conv",
-              "unknown mode '" + name + "' (expected native, gradient or auto)");
+  throw Error::option("transposed_conv",
+                      "unknown mode '" + name + "' (expected native, gradient or auto)");
 }
 
 std::string to_string(TransposedConv mode) {

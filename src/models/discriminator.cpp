@@ -19,10 +19,11 @@ nn::AnyModule leaky_relu() {
 }
 
 void check_options(const DiscriminatorOptions& options) {
-  if (options.input_nc < 1) throw Error("--input-nc", "the discriminator needs at least 1 channel");
-  if (options.ndf < 1) throw Error("--ndf", "must be at least 1");
+  if (options.input_nc < 1)
+    throw Error::option("input_nc", "the discriminator needs at least 1 channel");
+  if (options.ndf < 1) throw Error::option("ndf", "must be at least 1");
   if (options.n_layers < 1 || options.n_layers > 5)
-    throw Error("--n-layers-D", std::to_string(options.n_layers) + " is outside 1..5");
+    throw Error::option("n_layers_D", std::to_string(options.n_layers) + " is outside 1..5");
 }
 
 // The PatchGAN's layers (the reference's NLayerDiscriminator, up to but excluding the final
@@ -146,8 +147,8 @@ std::shared_ptr<Discriminator> make_discriminator(const DiscriminatorOptions& op
   if (options.net == "n_layers") return std::make_shared<NLayerDiscriminator>(options);
   if (options.net == "pixel") return std::make_shared<PixelDiscriminator>(options);
   if (options.net == "image") return std::make_shared<ImageDiscriminator>(options);
-  throw Error("--netD", "unknown discriminator '" + options.net +
-                            "' (expected basic, n_layers, pixel or image)");
+  throw Error::option("netD", "unknown discriminator '" + options.net +
+                                  "' (expected basic, n_layers, pixel or image)");
 }
 
 }  // namespace pix2pix

@@ -16,9 +16,9 @@ Upsampling parse_upsampling(const std::string& name) {
   if (name == "transposed") return Upsampling::kTransposed;
   if (name == "resize-nearest" || name == "resize-conv") return Upsampling::kResizeNearest;
   if (name == "resize-bilinear") return Upsampling::kResizeBilinear;
-  throw Error("--upsampling", "unknown upsampling '" + name +
-                                  "' (expected transposed, resize-conv, resize-nearest or "
-                                  "resize-bilinear)");
+  throw Error::option("upsampling", "unknown upsampling '" + name +
+                                        "' (expected transposed, resize-conv, resize-nearest or "
+                                        "resize-bilinear)");
 }
 
 std::string to_string(Upsampling upsampling) {
@@ -159,27 +159,27 @@ int64_t unet_depth(const GeneratorOptions& options) {
     for (int64_t d = 5; d <= 16; ++d)
       if ((int64_t{1} << d) == side) from_name = d;
     if (from_name == 0)
-      throw Error("--netG", "'" + options.net +
-                                "': the side must be a power of two from 32 "
-                                "(e.g. unet_256, unet_128)");
+      throw Error::option("netG", "'" + options.net +
+                                      "': the side must be a power of two from 32 "
+                                      "(e.g. unet_256, unet_128)");
   } else if (options.net != "unet") {
-    throw Error("--netG", "unknown U-Net '" + options.net + "'");
+    throw Error::option("netG", "unknown U-Net '" + options.net + "'");
   }
   if (options.num_downs != 0 && from_name != 0 && options.num_downs != from_name)
-    throw Error("--num-downs", std::to_string(options.num_downs) + " contradicts --netG " +
-                                   options.net + " (depth " + std::to_string(from_name) +
-                                   "); use --netG unet with --num-downs");
+    throw Error::option("num_downs", std::to_string(options.num_downs) + " contradicts --netG " +
+                                         options.net + " (depth " + std::to_string(from_name) +
+                                         "); use --netG unet with --num-downs");
   const int64_t depth = options.num_downs != 0 ? options.num_downs : from_name;
-  if (depth == 0) throw Error("--num-downs", "--netG unet needs --num-downs (5 or more)");
+  if (depth == 0) throw Error::option("num_downs", "--netG unet needs --num-downs (5 or more)");
   if (depth < 5 || depth > 16)
-    throw Error("--num-downs", std::to_string(depth) + " is outside 5..16");
+    throw Error::option("num_downs", std::to_string(depth) + " is outside 5..16");
   return depth;
 }
 
 void check_channels(const GeneratorOptions& options) {
   if (options.input_nc < 1 || options.output_nc < 1)
-    throw Error("--input-nc/--output-nc", "channel counts must be at least 1");
-  if (options.ngf < 1) throw Error("--ngf", "must be at least 1");
+    throw Error::option("input_nc/output_nc", "channel counts must be at least 1");
+  if (options.ngf < 1) throw Error::option("ngf", "must be at least 1");
 }
 
 // The ResNet's residual block: x + (pad, conv, norm, relu, [dropout], pad, conv, norm)(x).
@@ -281,12 +281,12 @@ std::shared_ptr<Generator> make_generator(const GeneratorOptions& options) {
   if (std::regex_match(options.net, match, std::regex("resnet_([0-9]+)blocks"))) {
     const int64_t n_blocks = std::stoll(match[1]);
     if (n_blocks < 1 || n_blocks > 64)
-      throw Error("--netG", "'" + options.net + "': block count must be 1..64");
+      throw Error::option("netG", "'" + options.net + "': block count must be 1..64");
     return std::make_shared<ResNetGenerator>(options, n_blocks);
   }
-  throw Error("--netG", "unknown generator '" + options.net +
-                            "' (expected unet_256, unet_128, unet, resnet_6blocks or "
-                            "resnet_9blocks)");
+  throw Error::option("netG", "unknown generator '" + options.net +
+                                  "' (expected unet_256, unet_128, unet, resnet_6blocks or "
+                                  "resnet_9blocks)");
 }
 
 int64_t count_parameters(const torch::nn::Module& module) {

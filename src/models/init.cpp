@@ -12,8 +12,8 @@ InitType parse_init_type(const std::string& name) {
   if (name == "xavier") return InitType::kXavier;
   if (name == "kaiming") return InitType::kKaiming;
   if (name == "orthogonal") return InitType::kOrthogonal;
-  throw Error("--init-type", "unknown initialisation '" + name +
-                                 "' (expected normal, xavier, kaiming or orthogonal)");
+  throw Error::option("init_type", "unknown initialisation '" + name +
+                                       "' (expected normal, xavier, kaiming or orthogonal)");
 }
 
 std::string to_string(InitType type) {

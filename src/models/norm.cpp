@@ -13,8 +13,8 @@ Norm parse_norm(const std::string& name) {
   if (name == "instance") return Norm::kInstance;
   if (name == "none") return Norm::kNone;
   if (name == "syncbatch") return Norm::kSyncBatch;
-  throw Error("--norm",
-              "unknown normalisation '" + name + "' (expected batch, instance, none or syncbatch)");
+  throw Error::option(
+      "norm", "unknown normalisation '" + name + "' (expected batch, instance, none or syncbatch)");
 }
 
 std::string to_string(Norm norm) {

@@ -117,10 +117,10 @@ double seconds_since(Clock::time_point start) {
 }
 
 void check(const BenchOptions& options) {
-  if (options.size < 1) throw Error("--size", "must be at least 1");
-  if (options.batch < 1) throw Error("--batch", "must be at least 1");
-  if (options.steps < 1) throw Error("--steps", "must be at least 1");
-  if (options.warmup < 0) throw Error("--warmup", "must be at least 0");
+  if (options.size < 1) throw Error::option("size", "must be at least 1");
+  if (options.batch < 1) throw Error::option("batch", "must be at least 1");
+  if (options.steps < 1) throw Error::option("steps", "must be at least 1");
+  if (options.warmup < 0) throw Error::option("warmup", "must be at least 0");
 }
 
 std::shared_ptr<Generator> build_generator(const BenchOptions& options) {
@@ -128,9 +128,9 @@ std::shared_ptr<Generator> build_generator(const BenchOptions& options) {
   at::manual_seed(static_cast<int64_t>(options.seed));
   auto generator = make_generator(options.generator);
   if (options.size % generator->size_multiple() != 0)
-    throw Error("--size", std::to_string(options.size) + " cannot be used with " +
-                              generator->options().net + ": must be a multiple of " +
-                              std::to_string(generator->size_multiple()));
+    throw Error::option("size", std::to_string(options.size) + " cannot be used with " +
+                                    generator->options().net + ": must be a multiple of " +
+                                    std::to_string(generator->size_multiple()));
   init_weights(*generator);
   set_compute(*generator, options.compute);
   return generator;

@@ -21,8 +21,11 @@
 
 #include "io/atomic_file.h"
 #include "pix2pix/error.h"
+#include "tools/html.h"
 
 namespace pix2pix {
+
+using detail::escape_html;
 
 namespace {
 
@@ -35,33 +38,6 @@ std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return {};
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
-std::string escape_html(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
 }
 
 // Standard base64 (RFC 4648) for data URIs.
@@ -400,48 +376,11 @@ img.sample{image-rendering:pixelated;width:384px;display:block}
 pre{background:#f6f6f6;padding:8px;font-size:12px;overflow-x:auto}
 )";
 
-}  // namespace
-
-std::string render_report(const std::string& run_dir, const ReportOptions& options) {
-  const std::string options_path = run_dir + "/options.json";
-  const std::string metrics_path = run_dir + "/metrics.jsonl";
-  if (!fs::is_directory(run_dir)) throw Error(run_dir, "no such run directory");
-  if (!fs::exists(options_path) && !fs::exists(metrics_path))
-    throw Error(run_dir, "not a run directory (no options.json or metrics.jsonl)");
-  if (!(options.smoothing >= 0 && options.smoothing < 1))
-    throw Error("smoothing", fmt::format("{} is not in [0, 1)", options.smoothing));
-
-  Json run_options = Json::object();
-  std::set<std::string> non_defaults;
-  if (fs::exists(options_path)) {
-    const Json parsed = Json::parse(read_file(options_path), nullptr, false);
-    if (!parsed.is_object() || !parsed.contains("options"))
-      throw Error(options_path, "not a pix2pix options file (no \"options\" object)");
-    run_options = parsed.at("options");
-    if (parsed.contains("non_defaults"))
-      for (const auto& key : parsed.at("non_defaults"))
-        if (key.is_string()) non_defaults.insert(key.get<std::string>());
-  }
-  const std::vector<Row> rows = read_metrics(metrics_path);
-  std::vector<const Row*> train_rows, val_rows;
-  for (const Row& row : rows) (row.kind == "val" ? val_rows : train_rows).push_back(&row);
-
-  const std::string name =
-      run_options.value("name", fs::path(run_dir).lexically_normal().filename().string());
+// Summary: progress, validation, timing.
+std::string summary_section(const std::string& run_dir, const Json& run_options,
+                            const std::vector<const Row*>& train_rows,
+                            const std::vector<const Row*>& val_rows) {
   std::string html;
-  html += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
-  html += fmt::format("<title>pix2pix run {}</title>\n", escape_html(name));
-  html += fmt::format("<style>{}</style>\n</head>\n<body>\n", kStyle);
-  const std::time_t now = std::time(nullptr);
-  char stamp[64];
-  std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
-  html += fmt::format("<h1>pix2pix run <code>{}</code></h1>\n", escape_html(name));
-  html += fmt::format(
-      "<div class=\"sub\">{} &middot; report written {} &middot; rewritten after every epoch "
-      "and by <code>pix2pix report {}</code></div>\n",
-      escape_html(run_dir), stamp, escape_html(run_dir));
-
-  // Summary: progress, validation, timing.
   const Row* last_train = train_rows.empty() ? nullptr : train_rows.back();
   const Row* last_val = val_rows.empty() ? nullptr : val_rows.back();
   const Row* first_val = val_rows.empty() ? nullptr : val_rows.front();
@@ -498,7 +437,13 @@ std::string render_report(const std::string& run_dir, const ReportOptions& optio
          fmt::format("<code>tensorboard --logdir {}/tb</code>", escape_html(run_dir)));
   html += "</table>\n";
 
-  // Charts.
+  return html;
+}
+
+// The charts of chart_specs(), raw and smoothed.
+std::string curves_section(const std::vector<const Row*>& train_rows,
+                           const std::vector<const Row*>& val_rows, const ReportOptions& options) {
+  std::string html;
   html += fmt::format(
       "<h2>Curves</h2>\n<div class=\"sub\">faint: the logged values (means over each "
       "print interval); solid: exponential moving average, smoothing {}</div>\n"
@@ -534,8 +479,15 @@ std::string render_report(const std::string& run_dir, const ReportOptions& optio
   }
   html += "</div>\n";
 
-  // Samples per epoch: the epoch-end strips (samples/epochNNN.png) when the trainer wrote them,
-  // else the last step strip of each epoch (the epoch of a step from metrics.jsonl).
+  return html;
+}
+
+// Samples per epoch: the epoch-end strips (samples/epochNNN.png) when the trainer wrote them,
+// else the last step strip of each epoch (the epoch of a step from metrics.jsonl); then the
+// latest training samples.
+std::string samples_sections(const std::string& run_dir, const std::vector<Row>& rows,
+                             const ReportOptions& options) {
+  std::string html;
   ImageEmbedder embed{run_dir, options.max_embedded_bytes};
   const std::vector<SampleFile> epoch_files =
       list_samples(run_dir, std::regex(R"(epoch(\d+)\.png)"));
@@ -595,7 +547,12 @@ std::string render_report(const std::string& run_dir, const ReportOptions& optio
     html += "</div>\n";
   }
 
-  // Test results written by `pix2pix test` (results/<split>_<epoch>/index.html, summary.json).
+  return html;
+}
+
+// Test results written by `pix2pix test` (results/<split>_<epoch>/index.html, summary.json).
+std::string results_section(const std::string& run_dir) {
+  std::string html;
   std::vector<std::string> results;
   std::error_code error;
   for (const auto& entry : fs::directory_iterator(run_dir + "/results", error))
@@ -620,7 +577,13 @@ std::string render_report(const std::string& run_dir, const ReportOptions& optio
     html += "</ul>\n";
   }
 
-  // Options, non-defaults first and highlighted; the model summary.
+  return html;
+}
+
+// Options, non-defaults first and highlighted; the model summary.
+std::string options_section(const std::string& run_dir, const Json& run_options,
+                            const std::set<std::string>& non_defaults) {
+  std::string html;
   html +=
       "<h2>Options</h2>\n<div class=\"sub\">highlighted: differs from the default "
       "(the paper's settings)</div>\n<table class=\"options\">\n";
@@ -635,6 +598,55 @@ std::string render_report(const std::string& run_dir, const ReportOptions& optio
   html += "</table>\n";
   const std::string model = read_file(run_dir + "/model.txt");
   if (!model.empty()) html += "<h2>Model</h2>\n<pre>" + escape_html(model) + "</pre>\n";
+  return html;
+}
+
+}  // namespace
+
+std::string render_report(const std::string& run_dir, const ReportOptions& options) {
+  const std::string options_path = run_dir + "/options.json";
+  const std::string metrics_path = run_dir + "/metrics.jsonl";
+  if (!fs::is_directory(run_dir)) throw Error(run_dir, "no such run directory");
+  if (!fs::exists(options_path) && !fs::exists(metrics_path))
+    throw Error(run_dir, "not a run directory (no options.json or metrics.jsonl)");
+  if (!(options.smoothing >= 0 && options.smoothing < 1))
+    throw Error("smoothing", fmt::format("{} is not in [0, 1)", options.smoothing));
+
+  Json run_options = Json::object();
+  std::set<std::string> non_defaults;
+  if (fs::exists(options_path)) {
+    const Json parsed = Json::parse(read_file(options_path), nullptr, false);
+    if (!parsed.is_object() || !parsed.contains("options"))
+      throw Error(options_path, "not a pix2pix options file (no \"options\" object)");
+    run_options = parsed.at("options");
+    if (parsed.contains("non_defaults"))
+      for (const auto& key : parsed.at("non_defaults"))
+        if (key.is_string()) non_defaults.insert(key.get<std::string>());
+  }
+  const std::vector<Row> rows = read_metrics(metrics_path);
+  std::vector<const Row*> train_rows, val_rows;
+  for (const Row& row : rows) (row.kind == "val" ? val_rows : train_rows).push_back(&row);
+
+  const std::string name =
+      run_options.value("name", fs::path(run_dir).lexically_normal().filename().string());
+  std::string html;
+  html += "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n";
+  html += fmt::format("<title>pix2pix run {}</title>\n", escape_html(name));
+  html += fmt::format("<style>{}</style>\n</head>\n<body>\n", kStyle);
+  const std::time_t now = std::time(nullptr);
+  char stamp[64];
+  std::strftime(stamp, sizeof stamp, "%Y-%m-%d %H:%M:%S", std::localtime(&now));
+  html += fmt::format("<h1>pix2pix run <code>{}</code></h1>\n", escape_html(name));
+  html += fmt::format(
+      "<div class=\"sub\">{} &middot; report written {} &middot; rewritten after every epoch "
+      "and by <code>pix2pix report {}</code></div>\n",
+      escape_html(run_dir), stamp, escape_html(run_dir));
+
+  html += summary_section(run_dir, run_options, train_rows, val_rows);
+  html += curves_section(train_rows, val_rows, options);
+  html += samples_sections(run_dir, rows, options);
+  html += results_section(run_dir);
+  html += options_section(run_dir, run_options, non_defaults);
   html += "</body>\n</html>\n";
   return html;
 }

@@ -14,40 +14,17 @@
 #include "pix2pix/error.h"
 #include "pix2pix/infer/translator.h"
 #include "pix2pix/io/pytorch_import.h"
+#include "tools/html.h"
 #include "train/train_options.h"
 
 namespace pix2pix {
+
+using detail::escape_html;
 
 namespace {
 
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
-
-std::string html_escape(const std::string& text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&':
-        out += "&amp;";
-        break;
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      case '\'':
-        out += "&#39;";
-        break;
-      default:
-        out += c;
-    }
-  }
-  return out;
-}
 
 // A file name as a relative URL: every byte outside [A-Za-z0-9._-] percent-encoded.
 std::string url_encode(const std::string& text) {
@@ -80,16 +57,16 @@ std::string index_html(const TestOptions& options, const TestResult& result,
                        const std::string& split_label) {
   std::string html;
   html += "<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\">\n";
-  html += fmt::format("<title>{}</title>\n", html_escape(options.run + " - " + split_label));
+  html += fmt::format("<title>{}</title>\n", escape_html(options.run + " - " + split_label));
   html +=
       "<style>body{font-family:sans-serif}table{border-collapse:collapse}"
       "td,th{padding:4px 8px;border-bottom:1px solid #ddd;text-align:center}"
       "img{width:256px;image-rendering:auto}</style>\n</head><body>\n";
-  html += fmt::format("<h1>{}</h1>\n", html_escape(options.run));
+  html += fmt::format("<h1>{}</h1>\n", escape_html(options.run));
   html += "<p>";
   html += fmt::format("split <b>{}</b>, checkpoint <code>{}</code>, mode <b>{}</b>, {} images<br>",
-                      html_escape(options.split), html_escape(result.checkpoint),
-                      html_escape(mode_description(result.train_mode)), result.images.size());
+                      escape_html(options.split), escape_html(result.checkpoint),
+                      escape_html(mode_description(result.train_mode)), result.images.size());
   html += fmt::format("mean L1 {:.4f} (on [-1, 1]), PSNR {} dB, SSIM {:.4f}</p>\n", result.mean.l1,
                       format_psnr(result.mean.psnr), result.mean.ssim);
   html +=
@@ -102,7 +79,7 @@ std::string index_html(const TestOptions& options, const TestResult& result,
                          file, kind);
     };
     html += fmt::format("<tr><td>{}</td>{}{}{}<td>{:.4f}</td><td>{}</td><td>{:.4f}</td></tr>\n",
-                        html_escape(image.name), cell("real_A"), cell("fake_B"), cell("real_B"),
+                        escape_html(image.name), cell("real_A"), cell("fake_B"), cell("real_B"),
                         image.metrics.l1, format_psnr(image.metrics.psnr), image.metrics.ssim);
   }
   html += "</table>\n</body></html>\n";
@@ -169,42 +146,12 @@ TransformParams test_transform_params(const TransformOptions& options, int width
   return params;
 }
 
-std::string generator_checkpoint(const std::string& run_dir, const std::string& epoch) {
-  const bool number =
-      !epoch.empty() && epoch.size() < 10 &&
-      std::all_of(epoch.begin(), epoch.end(), [](char c) { return c >= '0' && c <= '9'; }) &&
-      std::stoll(epoch) > 0;
-  if (epoch != "latest" && epoch != "best" && !number)
-    throw Error("--epoch", "'" + epoch + "' must be latest, best or an epoch number");
-  const std::string label = number ? std::to_string(std::stoll(epoch)) : epoch;
-  const fs::path dir = fs::path(run_dir) / "checkpoints";
-  const std::string path = (dir / (label + "_net_G.pth")).string();
-  if (fs::is_regular_file(path)) return path;
-  std::vector<std::string> available;
-  std::error_code error;
-  for (fs::directory_iterator it(dir, error); !error && it != fs::directory_iterator();
-       it.increment(error)) {
-    const std::string file = it->path().filename().string();
-    const std::string suffix = "_net_G.pth";
-    if (file.size() > suffix.size() &&
-        file.compare(file.size() - suffix.size(), suffix.size(), suffix) == 0)
-      available.push_back(file.substr(0, file.size() - suffix.size()));
-  }
-  std::sort(available.begin(), available.end());
-  std::string list;
-  for (const auto& a : available) list += (list.empty() ? "" : ", ") + a;
-  throw Error(path, available.empty()
-                        ? std::string("no such checkpoint, and the run has no generator "
-                                      "checkpoints")
-                        : "no such checkpoint; epochs with a generator checkpoint: " + list);
-}
-
 TestResult run_test(const TestOptions& options,
                     const std::function<void(const std::string&)>& log) {
   auto say = [&](const std::string& line) {
     if (log) log(line);
   };
-  if (options.num_test < 0) throw Error("--num-test", "must be 0 (all) or positive");
+  if (options.num_test < 0) throw Error::option("num_test", "must be 0 (all) or positive");
   const TrainOptions run = read_run_options(options.run);
   TestResult result;
   result.checkpoint = generator_checkpoint(options.run, options.epoch);
@@ -217,7 +164,7 @@ TestResult run_test(const TestOptions& options,
   DatasetOptions data_options;
   data_options.root = options.data.empty() ? run.data : options.data;
   if (data_options.root.empty())
-    throw Error("--data", "the run's options.json names no dataset; give --data");
+    throw Error::option("data", "the run's options.json names no dataset; give --data");
   data_options.split = options.split;
   data_options.direction = run.direction;
   data_options.input_nc = static_cast<int>(run.generator.input_nc);

@@ -151,14 +151,14 @@ std::shared_ptr<::gloo::transport::Device> make_device(const std::string& master
 
 std::shared_ptr<Communicator> Communicator::connect(const DistributedOptions& options) {
   if (options.backend == "nccl")
-    throw Error("--dist-backend",
-                "nccl needs CUDA, and this build of libtorch is CPU only; use gloo");
+    throw Error::option("backend",
+                        "nccl needs CUDA, and this build of libtorch is CPU only; use gloo");
   if (options.backend != "gloo")
-    throw Error("--dist-backend", "unknown backend '" + options.backend + "' (gloo or nccl)");
+    throw Error::option("backend", "unknown backend '" + options.backend + "' (gloo or nccl)");
   if (options.world_size < 1 || options.rank < 0 || options.rank >= options.world_size)
     throw Error("distributed", "rank " + std::to_string(options.rank) + " is not in a world of " +
                                    std::to_string(options.world_size));
-  if (options.timeout_seconds <= 0) throw Error("--dist-timeout", "must be positive");
+  if (options.timeout_seconds <= 0) throw Error::option("timeout_seconds", "must be positive");
   auto state = std::make_unique<State>();
   state->rank = options.rank;
   state->world_size = options.world_size;

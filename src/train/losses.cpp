@@ -11,7 +11,8 @@ GanMode parse_gan_mode(const std::string& name) {
   if (name == "vanilla") return GanMode::kVanilla;
   if (name == "lsgan") return GanMode::kLsgan;
   if (name == "wgangp") return GanMode::kWgangp;
-  throw Error("--gan-mode", "unknown GAN loss '" + name + "' (expected vanilla, lsgan or wgangp)");
+  throw Error::option("gan_mode",
+                      "unknown GAN loss '" + name + "' (expected vanilla, lsgan or wgangp)");
 }
 
 std::string to_string(GanMode mode) {

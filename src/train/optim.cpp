@@ -174,8 +174,8 @@ LrPolicy parse_lr_policy(const std::string& name) {
   if (name == "step") return LrPolicy::kStep;
   if (name == "cosine") return LrPolicy::kCosine;
   if (name == "plateau") return LrPolicy::kPlateau;
-  throw Error("--lr-policy",
-              "unknown policy '" + name + "' (expected linear, step, cosine or plateau)");
+  throw Error::option("lr_policy",
+                      "unknown policy '" + name + "' (expected linear, step, cosine or plateau)");
 }
 
 std::string to_string(LrPolicy policy) {
@@ -195,9 +195,9 @@ std::string to_string(LrPolicy policy) {
 LrSchedule::LrSchedule(ScheduleOptions options)
     : options_(options), best_(std::numeric_limits<double>::infinity()) {
   if (options.n_epochs < 0 || options.n_epochs_decay < 0)
-    throw Error("--n-epochs", "epoch counts must not be negative");
+    throw Error::option("n_epochs", "epoch counts must not be negative");
   if (options.policy == LrPolicy::kStep && options.lr_decay_epochs < 1)
-    throw Error("--lr-decay-epochs", "must be at least 1");
+    throw Error::option("lr_decay_epochs", "must be at least 1");
 }
 
 double LrSchedule::factor(int64_t epoch) const {

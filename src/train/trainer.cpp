@@ -279,10 +279,10 @@ TrainResult Trainer::run() {
 }
 
 void Trainer::check_options() {
-  if (options_.data.empty()) throw Error("--data", "a dataset folder is required");
+  if (options_.data.empty()) throw Error::option("data", "a dataset folder is required");
   if (options_.name.empty() || options_.name.find('/') != std::string::npos)
-    throw Error("--name", "'" + options_.name + "' must be a plain folder name");
-  if (options_.accumulate < 1) throw Error("--accumulate", "must be at least 1");
+    throw Error::option("name", "'" + options_.name + "' must be a plain folder name");
+  if (options_.accumulate < 1) throw Error::option("accumulate", "must be at least 1");
   pix2pix::validate(options_.transform);
   if (options_.resume && !fs::exists(checkpoint_dir_ + "/latest_state.pt"))
     throw Error(run_dir_, "nothing to resume: no checkpoints/latest_state.pt");
@@ -348,7 +348,7 @@ void Trainer::build_models() {
   if (!options_.init_g.empty())
     load_state_dict(*generator_, read_state_dict(options_.init_g), options_.init_g);
   if (!options_.init_d.empty()) {
-    if (!discriminator_) throw Error("--init-D", "there is no discriminator with --no-gan");
+    if (!discriminator_) throw Error::option("init_D", "there is no discriminator with --no-gan");
     load_state_dict(*discriminator_, read_state_dict(options_.init_d), options_.init_d);
   }
   at::globalContext().setDeterministicAlgorithms(options_.deterministic, /*warn_only=*/false);
@@ -357,9 +357,10 @@ void Trainer::build_models() {
   const int64_t multiple = generator_->size_multiple();
   const TransformOptions& t = options_.transform;
   if (has_crop(t.preprocess) && (t.crop_height % multiple != 0 || t.crop_width % multiple != 0))
-    throw Error("--crop-size", to_string(CropSize{t.crop_height, t.crop_width}) +
-                                   " cannot be used with " + generator_->options().net +
-                                   ": sides must be multiples of " + std::to_string(multiple));
+    throw Error::option("crop_size", to_string(CropSize{t.crop_height, t.crop_width}) +
+                                         " cannot be used with " + generator_->options().net +
+                                         ": sides must be multiples of " +
+                                         std::to_string(multiple));
   AdamOptions adam_d = options_.adam;
   adam_d.lr = options_.adam.lr * options_.lr_d_ratio;
   model_ =
@@ -747,7 +748,7 @@ std::string to_string(BadFilePolicy policy) {
 BadFilePolicy parse_bad_file_policy(const std::string& name) {
   if (name == "fail") return BadFilePolicy::kFail;
   if (name == "skip") return BadFilePolicy::kSkip;
-  throw Error("--on-bad-file", "unknown policy '" + name + "' (expected fail or skip)");
+  throw Error::option("on_bad_file", "unknown policy '" + name + "' (expected fail or skip)");
 }
 
 TrainResult train(const TrainOptions& options, const TrainContext& context) {

@@ -224,10 +224,10 @@ TEST(TranslateCli, TilingFlags) {
 
   auto off_grid = run_cli(translate + " --tile 50 --out " + dir + "/o3 " + input);
   EXPECT_EQ(off_grid.exit_code, 2);
-  EXPECT_TRUE(contains(off_grid.output, "--tile 50")) << off_grid.output;
+  EXPECT_TRUE(contains(off_grid.output, "--tile: 50 ")) << off_grid.output;
   auto overlap = run_cli(translate + " --tile 64 --overlap 40 --out " + dir + "/o3 " + input);
   EXPECT_EQ(overlap.exit_code, 2);
-  EXPECT_TRUE(contains(overlap.output, "--overlap 40")) << overlap.output;
+  EXPECT_TRUE(contains(overlap.output, "--overlap: 40 ")) << overlap.output;
   auto train = run_cli(translate + " --train-mode --tile 64 --out " + dir + "/o3 " + input);
   EXPECT_EQ(train.exit_code, 2);
   EXPECT_TRUE(contains(train.output, "--tile: tiling needs eval mode")) << train.output;

@@ -149,7 +149,7 @@ TEST(TransformNames, BadNamesNameTheFlag) {
     parse_preprocess("resize");
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--preprocess"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("preprocess: "), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("'resize'"), std::string::npos) << e.what();
   }
   EXPECT_THROW(parse_resize_filter("lanczos"), Error);
@@ -162,7 +162,7 @@ TEST(TransformOptionsCheck, LoadSizeSmallerThanCropIsRejected) {
     validate(options_for(Preprocess::kResizeAndCrop, 200, 256, 256));
     FAIL() << "no error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--load-size"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("load_size: "), std::string::npos) << e.what();
   }
   EXPECT_THROW(validate(options_for(Preprocess::kScaleWidthAndCrop, 200, 128, 256)), Error);
   EXPECT_THROW(validate(options_for(Preprocess::kCrop, 286, 0, 256)), Error);

@@ -121,11 +121,11 @@ TEST(TileAxis, RejectsTilesOffTheGridAndOverlapsTooLarge) {
     }
     return std::string("no error");
   };
-  EXPECT_NE(message([] { plan_tile_axis(512, 100, 0, 32); }).find("--tile 100"), std::string::npos);
-  EXPECT_NE(message([] { plan_tile_axis(512, 0, 0, 32); }).find("--tile"), std::string::npos);
-  EXPECT_NE(message([] { plan_tile_axis(512, 128, 97, 32); }).find("--overlap 97"),
+  EXPECT_NE(message([] { plan_tile_axis(512, 100, 0, 32); }).find("tile: 100"), std::string::npos);
+  EXPECT_NE(message([] { plan_tile_axis(512, 0, 0, 32); }).find("tile: "), std::string::npos);
+  EXPECT_NE(message([] { plan_tile_axis(512, 128, 97, 32); }).find("overlap: 97"),
             std::string::npos);
-  EXPECT_NE(message([] { plan_tile_axis(512, 128, -1, 32); }).find("--overlap"), std::string::npos);
+  EXPECT_NE(message([] { plan_tile_axis(512, 128, -1, 32); }).find("overlap: "), std::string::npos);
 }
 
 TEST(TileWeights, NeighboursSumToOneAndTileEdgesAreDropped) {
@@ -367,7 +367,7 @@ TEST(TranslatorTiling, AutomaticAboveTheBudgetAndNeverInTrainMode) {
     Translator(generator, options).plan(600, 400, "x");
     FAIL() << "expected an error";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("--tile"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("tile: "), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("eval"), std::string::npos) << e.what();
   }
 }

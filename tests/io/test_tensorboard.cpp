@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "io/crc32c.h"
 #include "pix2pix/error.h"
 #include "pix2pix/io/image_io.h"
 #include "pix2pix/io/tensorboard.h"
@@ -64,16 +65,16 @@ std::vector<std::string> event_files(const std::string& dir) {
 
 TEST(Crc32c, MatchesTheCheckValues) {
   // The published check value of CRC-32C (iSCSI) and RFC 3720's test vectors.
-  EXPECT_EQ(crc32c("123456789", 9), 0xE3069283u);
-  EXPECT_EQ(crc32c("", 0), 0u);
+  EXPECT_EQ(detail::crc32c("123456789", 9), 0xE3069283u);
+  EXPECT_EQ(detail::crc32c("", 0), 0u);
   const std::vector<uint8_t> zeros(32, 0x00), ones(32, 0xff);
-  EXPECT_EQ(crc32c(zeros.data(), zeros.size()), 0x8A9136AAu);
-  EXPECT_EQ(crc32c(ones.data(), ones.size()), 0x62A8AB43u);
+  EXPECT_EQ(detail::crc32c(zeros.data(), zeros.size()), 0x8A9136AAu);
+  EXPECT_EQ(detail::crc32c(ones.data(), ones.size()), 0x62A8AB43u);
   std::vector<uint8_t> ascending(32);
   for (int i = 0; i < 32; ++i) ascending[i] = static_cast<uint8_t>(i);
-  EXPECT_EQ(crc32c(ascending.data(), ascending.size()), 0x46DD794Eu);
-  const uint32_t crc = crc32c("123456789", 9);
-  EXPECT_EQ(masked_crc32c("123456789", 9), ((crc >> 15) | (crc << 17)) + 0xa282ead8u);
+  EXPECT_EQ(detail::crc32c(ascending.data(), ascending.size()), 0x46DD794Eu);
+  const uint32_t crc = detail::crc32c("123456789", 9);
+  EXPECT_EQ(detail::masked_crc32c("123456789", 9), ((crc >> 15) | (crc << 17)) + 0xa282ead8u);
 }
 
 TEST(TensorBoardWriter, NamesItsFileAndNeverReusesOne) {
@@ -166,22 +167,7 @@ TEST(TensorBoardWriter, ReaderRejectsACorruptedRecord) {
 
 // A tiny training run (64x64, 6 pairs, 2 epochs).
 TrainOptions tiny_run(const std::string& dir) {
-  SynthOptions synth;
-  synth.train = 6;
-  synth.val = 2;
-  synth.test = 0;
-  synth.size = 64;
-  write_synth_dataset(dir + "/data", synth);
-  TrainOptions o;
-  o.data = dir + "/data";
-  o.name = "tb";
-  o.runs_dir = dir + "/runs";
-  o.generator.net = "unet";
-  o.generator.num_downs = 6;
-  o.generator.ngf = 8;
-  o.discriminator.ndf = 8;
-  o.transform.load_size = 72;
-  o.transform.crop_height = o.transform.crop_width = 64;
+  TrainOptions o = test::small_train_options(test::small_synth_data(dir), dir, "tb");
   o.schedule.n_epochs = 1;
   o.schedule.n_epochs_decay = 1;
   o.print_every = 2;

@@ -9,10 +9,12 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <stdexcept>
 
 #include "pix2pix/error.h"
 #include "pix2pix/models/compute.h"
+#include "pix2pix/tools/synth.h"
 
 namespace fs = std::filesystem;
 
@@ -125,6 +127,44 @@ bool made_by(const at::Tensor& y, const std::string& name, int depth) {
     level = std::move(next);
   }
   return false;
+}
+
+std::string small_synth_data(const std::string& dir) {
+  const std::string data = dir + "/data";
+  if (!fs::exists(data + "/train")) {
+    SynthOptions synth;
+    synth.train = 6;
+    synth.val = 2;
+    synth.test = 0;
+    synth.size = 64;
+    write_synth_dataset(data, synth);
+  }
+  return data;
+}
+
+TrainOptions small_train_options(const std::string& data, const std::string& dir,
+                                 const std::string& name) {
+  TrainOptions o;
+  o.data = data;
+  o.name = name;
+  o.runs_dir = dir + "/runs";
+  o.generator.net = "unet";
+  o.generator.num_downs = 6;
+  o.generator.ngf = 8;
+  o.discriminator.ndf = 8;
+  o.transform.load_size = 72;
+  o.transform.crop_height = o.transform.crop_width = 64;
+  return o;
+}
+
+std::vector<nlohmann::json> metrics_rows(const std::string& run, const std::string& kind) {
+  std::vector<nlohmann::json> rows;
+  std::ifstream in(run + "/metrics.jsonl");
+  for (std::string line; std::getline(in, line);) {
+    auto row = nlohmann::json::parse(line);
+    if (row["kind"] == kind) rows.push_back(row);
+  }
+  return rows;
 }
 
 }  // namespace pix2pix::test

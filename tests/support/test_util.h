@@ -4,9 +4,11 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "pix2pix/io/image_io.h"
+#include "pix2pix/train/trainer.h"
 
 namespace pix2pix::test {
 
@@ -62,6 +64,18 @@ std::string bf16_unavailable();
 /// Skips the calling test where the CPU has no bfloat16 instructions (bf16_unavailable()).
 #define PIX2PIX_SKIP_WITHOUT_BF16() \
   if (const std::string why = ::pix2pix::test::bf16_unavailable(); !why.empty()) GTEST_SKIP() << why
+
+/// The synthetic dataset of the small training runs (64 x 64 halves, 6 train and 2 val pairs,
+/// no test split) in dir/data, written unless it is there; returns dir/data.
+std::string small_synth_data(const std::string& dir);
+
+/// Options of a small training run on `data` in dir/runs/NAME: a U-Net down to 1 x 1 at 64 x 64
+/// (num_downs 6, ngf 8), ndf 8, resize to 72 and crop 64; otherwise TrainOptions' defaults.
+TrainOptions small_train_options(const std::string& data, const std::string& dir,
+                                 const std::string& name);
+
+/// The rows of RUN/metrics.jsonl whose "kind" is `kind`, in order.
+std::vector<nlohmann::json> metrics_rows(const std::string& run, const std::string& kind);
 
 /// Quotes a string for /bin/sh.
 std::string shell_quote(const std::string& s);

@@ -19,38 +19,12 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 TrainOptions tiny_run(const std::string& dir) {
-  SynthOptions synth;
-  synth.train = 6;
-  synth.val = 2;
-  synth.test = 0;
-  synth.size = 64;
-  write_synth_dataset(dir + "/data", synth);
-  TrainOptions o;
-  o.data = dir + "/data";
-  o.name = "budget";
-  o.runs_dir = dir + "/runs";
-  o.generator.net = "unet";
-  o.generator.num_downs = 6;
-  o.generator.ngf = 8;
-  o.discriminator.ndf = 8;
-  o.transform.load_size = 72;
-  o.transform.crop_height = o.transform.crop_width = 64;
+  TrainOptions o = test::small_train_options(test::small_synth_data(dir), dir, "budget");
   o.print_every = 1;
   o.sample_every = 0;
   o.save_every_epochs = 0;
   o.tensorboard = false;
   return o;
-}
-
-std::vector<Json> rows(const std::string& run, const std::string& kind) {
-  std::vector<Json> out;
-  std::ifstream in(run + "/metrics.jsonl");
-  std::string line;
-  while (std::getline(in, line)) {
-    Json row = Json::parse(line);
-    if (row["kind"] == kind) out.push_back(row);
-  }
-  return out;
 }
 
 // As the CLI wires it: report.html rewritten by report_logger() unless TrainOptions::report is off.
@@ -71,7 +45,7 @@ TEST(TrainBudget, StopsValidatesAndSavesWhenTimeIsUp) {
   EXPECT_TRUE(result.stopped_by_time);
   EXPECT_GT(result.steps, 0);
   const std::string run = dir + "/runs/budget";
-  const auto val = rows(run, "val");
+  const auto val = test::metrics_rows(run, "val");
   ASSERT_GE(val.size(), 2u);
   // The untrained model first (step 0, epoch 0), the stopped model last (its final step).
   EXPECT_EQ(val.front()["step"], 0);
@@ -79,7 +53,7 @@ TEST(TrainBudget, StopsValidatesAndSavesWhenTimeIsUp) {
   EXPECT_DOUBLE_EQ(val.front()["val_L1"].get<double>(), result.first_val_l1);
   EXPECT_EQ(val.back()["step"], result.steps);
   EXPECT_DOUBLE_EQ(val.back()["val_L1"].get<double>(), result.last_val_l1);
-  EXPECT_EQ(rows(run, "train").size(), static_cast<size_t>(result.steps));
+  EXPECT_EQ(test::metrics_rows(run, "train").size(), static_cast<size_t>(result.steps));
   for (const std::string file : {"report.html", "checkpoints/latest_state.pt",
                                  "checkpoints/best_net_G.pth", "samples/epoch000.png"})
     EXPECT_TRUE(fs::exists(run + "/" + file)) << file;
@@ -106,7 +80,7 @@ TEST(TrainBudget, WritesTheReportAfterEveryEpochUnlessTurnedOff) {
   const std::string html((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   EXPECT_NE(html.find("<svg"), std::string::npos);
   EXPECT_NE(html.find("data:image/png;base64,"), std::string::npos);  // samples/epoch001.png
-  EXPECT_TRUE(rows(run, "val").size() == 1u);  // no validate_first: no step-0 row
+  EXPECT_TRUE(test::metrics_rows(run, "val").size() == 1u);  // no validate_first: no step-0 row
 
   TrainOptions quiet = tiny_run(dir + "/b");
   quiet.schedule.n_epochs = 1;

@@ -9,6 +9,7 @@
 
 #include "pix2pix/error.h"
 #include "pix2pix/tools/results.h"
+#include "pix2pix/train/trainer.h"
 #include "test_util.h"
 #include "train/train_options.h"
 
@@ -90,6 +91,21 @@ TEST(TrainOptionsTable, ResumeRefusesExactlyTheFixedOptions) {
   }
   EXPECT_GT(fixed, 30);
   EXPECT_GT(free, 15);
+}
+
+// The library names a bad option by its field (the CLI shows the flag: tests/cli/).
+TEST(TrainOptionsTable, ErrorsNameTheOptionField) {
+  TrainOptions o;
+  o.data = test::temp_dir();
+  o.accumulate = 0;
+  try {
+    train(o);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.field(), "accumulate");
+    EXPECT_EQ(std::string(e.what()), "accumulate: must be at least 1");
+    EXPECT_EQ(e.kind(), ErrorKind::kInput);
+  }
 }
 
 }  // namespace

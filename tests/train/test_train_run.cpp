@@ -24,24 +24,7 @@ namespace fs = std::filesystem;
 
 // A small synthetic dataset (64 x 64 halves) and options for a network that fits it.
 TrainOptions small_run(const std::string& dir, const std::string& name) {
-  if (!fs::exists(dir + "/data/train")) {
-    SynthOptions synth;
-    synth.train = 6;
-    synth.val = 2;
-    synth.test = 0;
-    synth.size = 64;
-    write_synth_dataset(dir + "/data", synth);
-  }
-  TrainOptions o;
-  o.data = dir + "/data";
-  o.name = name;
-  o.runs_dir = dir + "/runs";
-  o.generator.net = "unet";
-  o.generator.num_downs = 6;
-  o.generator.ngf = 8;
-  o.discriminator.ndf = 8;
-  o.transform.load_size = 72;
-  o.transform.crop_height = o.transform.crop_width = 64;
+  TrainOptions o = test::small_train_options(test::small_synth_data(dir), dir, name);
   o.loader.workers = 2;
   o.schedule.n_epochs = 2;
   o.schedule.n_epochs_decay = 2;
@@ -422,16 +405,6 @@ TEST(TrainCommand, StopsAfterTooManyNonFiniteSteps) {
         EXPECT_TRUE(at::isfinite(value).all().item<bool>()) << file << ": " << key;
 }
 
-std::vector<nlohmann::json> metrics_rows(const std::string& run, const std::string& kind) {
-  std::vector<nlohmann::json> rows;
-  std::ifstream in(run + "/metrics.jsonl");
-  for (std::string line; std::getline(in, line);) {
-    auto row = nlohmann::json::parse(line);
-    if (row["kind"] == kind) rows.push_back(row);
-  }
-  return rows;
-}
-
 // --on-bad-file fail (default): the header scan names the bad files before anything is written
 // (exit 2, one line); skip leaves them out, logs and counts them.
 TEST(TrainCommand, BadFilesFoundByTheScanFailOrAreSkipped) {
@@ -453,10 +426,10 @@ TEST(TrainCommand, BadFilesFoundByTheScanFailOrAreSkipped) {
   EXPECT_NE(skipped.output.find("skipping a bad file: " + files[3] + ": odd width"),
             std::string::npos)
       << skipped.output;
-  const auto bad = metrics_rows(dir + "/runs/skip", "bad_file");
+  const auto bad = test::metrics_rows(dir + "/runs/skip", "bad_file");
   ASSERT_EQ(bad.size(), 2u);
   EXPECT_EQ(bad[0]["error"].get<std::string>().rfind(files[1] + ": ", 0), 0u) << bad[0];
-  const auto train_rows = metrics_rows(dir + "/runs/skip", "train");
+  const auto train_rows = test::metrics_rows(dir + "/runs/skip", "train");
   ASSERT_FALSE(train_rows.empty());
   EXPECT_EQ(train_rows.back()["bad_files"], 2);
   // Two pairs left, batch 1: an epoch is two steps.
@@ -486,11 +459,11 @@ TEST(TrainCommand, FileThatFailsDuringTrainingStopsWithACheckpointOrIsSkipped) {
   auto resumed =
       test::run_command(tiny_train(dir, "late") + " --max-steps 6 --resume --on-bad-file skip");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
-  const auto bad = metrics_rows(dir + "/runs/late", "bad_file");
+  const auto bad = test::metrics_rows(dir + "/runs/late", "bad_file");
   ASSERT_GE(bad.size(), 1u);
   EXPECT_EQ(bad[0]["step"], 2);
   EXPECT_EQ(bad[0]["error"].get<std::string>().rfind(victim + ": ", 0), 0u) << bad[0];
-  const auto train_rows = metrics_rows(dir + "/runs/late", "train");
+  const auto train_rows = test::metrics_rows(dir + "/runs/late", "train");
   EXPECT_EQ(train_rows.back()["step"], 6);
 }
 
@@ -545,7 +518,7 @@ TEST(TrainRun, LogsTheLastPartialIntervalAndReportsToItsLoggers) {
   TrainContext context;
   context.loggers.push_back(recorder);
   EXPECT_EQ(train(o, context).steps, 3);
-  auto train_rows = metrics_rows(dir + "/runs/short", "train");
+  auto train_rows = test::metrics_rows(dir + "/runs/short", "train");
   ASSERT_EQ(train_rows.size(), 1u);
   EXPECT_EQ(train_rows[0]["step"], 3);
   EXPECT_EQ(train_rows[0]["epoch_step"], 3);
@@ -555,7 +528,7 @@ TEST(TrainRun, LogsTheLastPartialIntervalAndReportsToItsLoggers) {
   tail.schedule.n_epochs = 1;
   tail.schedule.n_epochs_decay = 1;
   EXPECT_EQ(train(tail).steps, 12);
-  train_rows = metrics_rows(dir + "/runs/tail", "train");
+  train_rows = test::metrics_rows(dir + "/runs/tail", "train");
   std::vector<int64_t> steps;
   for (const auto& row : train_rows) steps.push_back(row["step"].get<int64_t>());
   EXPECT_EQ(steps, (std::vector<int64_t>{5, 10, 12}));

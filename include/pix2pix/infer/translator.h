@@ -98,6 +98,12 @@ struct GeneratorSource {
   Direction direction = Direction::kAtoB;  ///< the run's direction (when has_direction)
 };
 
+/// The checkpoint file of `epoch` in RUN/checkpoints: "latest" (also when empty) ->
+/// latest_net_G.pth, "best" -> best_net_G.pth, N > 0 -> N_net_G.pth (leading zeros dropped).
+/// Throws Error::option("epoch", ...) for another value and Error(path, ...) listing the run's
+/// generator checkpoints when the file does not exist.
+std::string generator_checkpoint(const std::string& run_dir, const std::string& epoch);
+
 /// Resolves a `--weights` argument:
 /// - a run directory (holds options.json): the architecture and direction from its options.json,
 ///   the weights from checkpoints/<epoch>_net_G.pth, `epoch` being "latest" (also when empty),

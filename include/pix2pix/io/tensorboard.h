@@ -17,11 +17,6 @@
 
 namespace pix2pix {
 
-/// CRC-32C (Castagnoli polynomial, reflected, as iSCSI and TensorBoard use) of `size` bytes.
-uint32_t crc32c(const void* data, size_t size);
-/// TensorBoard's masked CRC: ((crc >> 15) | (crc << 17)) + 0xa282ead8.
-uint32_t masked_crc32c(const void* data, size_t size);
-
 /// Appends events to one new event file, LOGDIR/events.out.tfevents.<unix seconds>.<host>.
 /// Every add_* call writes one complete record and flushes it, so a running TensorBoard sees it
 /// and a crash loses at most the record being written. Not thread-safe.

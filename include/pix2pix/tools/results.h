@@ -37,11 +37,6 @@ TransformOptions test_transform(const TransformOptions& train);
 /// Centred crop, no flip: the deterministic params test_transform's crops use.
 TransformParams test_transform_params(const TransformOptions& options, int width, int height);
 
-/// The checkpoint file of `epoch` in RUN/checkpoints: "latest" -> latest_net_G.pth, "best" ->
-/// best_net_G.pth, N -> N_net_G.pth. Throws pix2pix::Error("--epoch", ...) for another value
-/// and Error(path, ...) listing the run's G checkpoints when the file does not exist.
-std::string generator_checkpoint(const std::string& run_dir, const std::string& epoch);
-
 /// What `pix2pix test` does.
 struct TestOptions {
   std::string run;               ///< the run folder (runs/NAME)
