@@ -36,6 +36,15 @@ __attribute__((section(".preinit_array"),
 // The first line of a message (libtorch appends C++ stack traces after it).
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
 
+// The tool and the subcommands the command line chose, outermost first ("pix2pix", "data",
+// "check").
+std::vector<const CLI::App*> parsed_chain(const CLI::App& app) {
+  std::vector<const CLI::App*> chain = {&app};
+  while (!chain.back()->get_subcommands().empty())
+    chain.push_back(chain.back()->get_subcommands().front());
+  return chain;
+}
+
 // The flag of the command that ran (or of its parents) that sets the library's option `field`:
 // the field with dashes, any case (crop_size: --crop-size, init_D: --init-D), or an alias.
 std::string flag_for(const std::string& field, const CLI::App& app) {
@@ -48,9 +57,7 @@ std::string flag_for(const std::string& field, const CLI::App& app) {
     for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     return s;
   };
-  std::vector<const CLI::App*> chain = {&app};
-  while (!chain.back()->get_subcommands().empty())
-    chain.push_back(chain.back()->get_subcommands().front());
+  const std::vector<const CLI::App*> chain = parsed_chain(app);
   for (auto it = chain.rbegin(); it != chain.rend(); ++it)
     for (const CLI::Option* option : (*it)->get_options())
       for (const std::string& name : option->get_lnames())
@@ -124,10 +131,8 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::string command = "pix2pix";
-    for (const CLI::App* sub = &app; !sub->get_subcommands().empty();) {
-      sub = sub->get_subcommands().front();
-      command += " " + sub->get_name();
-    }
+    for (const CLI::App* sub : parsed_chain(app))
+      if (sub != &app) command += " " + sub->get_name();
     fmt::print(stderr, "error: {} (see '{} --help')\n", first_line(e.what()), command);
     return 2;
   }

@@ -190,11 +190,14 @@ class Trainer {
   void stop_early();
   void save_state() const;
   bool any_rank(bool value) const;  // whether any rank says yes
+  // Samples one step's batch covers on all ranks together (per micro-batch).
+  int64_t global_batch() const { return options_.loader.batch_size * world_size_; }
 
   // Reporting (rank 0 only).
   void say(const std::string& line) const;
   void row(const Json& row) const;
   void sample(const std::string& tag, int64_t step, const std::string& png) const;
+  void saved() const;  // the run directory is complete up to the current step
   void bad_file(const std::string& message);
   void on_bad(const Error& error);
 
@@ -269,8 +272,7 @@ TrainResult Trainer::run() {
   }
   if (interval_.steps > 0) {  // the steps since the last train row, so that none goes unlogged
     log_interval();
-    if (writer_)
-      for (const auto& logger : loggers_) logger->saved(position_.global_step);
+    saved();
   }
   result_.steps = position_.global_step;
   result_.epoch = std::min(position_.epoch, last_epoch_);
@@ -460,7 +462,7 @@ bool Trainer::run_epoch() {
   model_->set_learning_rates(lr_, lr_ * options_.lr_d_ratio);
   // Resuming mid-epoch: on from the first sample not trained on, whatever the world size then.
   loader_->start_epoch(position_.epoch, position_.epoch_samples);
-  epoch_step_ = position_.epoch_samples / (options_.loader.batch_size * world_size_);
+  epoch_step_ = position_.epoch_samples / global_batch();
   while (true) {
     if (stop_requested()) return false;
     const auto t0 = Clock::now();
@@ -472,8 +474,7 @@ bool Trainer::run_epoch() {
     const auto t2 = Clock::now();
     ++position_.global_step;
     epoch_step_ += static_cast<int64_t>(batches->size());
-    position_.epoch_samples +=
-        static_cast<int64_t>(batches->size()) * options_.loader.batch_size * world_size_;
+    position_.epoch_samples += static_cast<int64_t>(batches->size()) * global_batch();
     interval_.data_seconds += std::chrono::duration<double>(t1 - t0).count();
     interval_.step_seconds += std::chrono::duration<double>(t2 - t1).count();
     if (stats.skipped_d || stats.skipped_g) {
@@ -526,7 +527,7 @@ std::optional<Batches> Trainer::next_step_batches() {
     batches.emplace_back(next->input, next->target);
   }
   epoch_step_ += failed;
-  position_.epoch_samples += failed * options_.loader.batch_size * world_size_;
+  position_.epoch_samples += failed * global_batch();
   if (batches.empty()) return std::nullopt;
   return batches;
 }
@@ -643,8 +644,7 @@ void Trainer::end_epoch() {
   position_.epoch_samples = 0;
   checkpointer_->save_state(
       *model_, *schedule_, RunPosition{epoch + 1, 0, position_.global_step, position_.best_val_l1});
-  if (writer_)
-    for (const auto& logger : loggers_) logger->saved(position_.global_step);
+  saved();
 }
 
 // Stopped inside an epoch: validated when out of time (the run ends here; the schedule is not
@@ -660,8 +660,7 @@ void Trainer::stop_early() {
   }
   if (interval_.steps > 0) log_interval();
   save_state();
-  if (writer_)
-    for (const auto& logger : loggers_) logger->saved(position_.global_step);
+  saved();
 }
 
 void Trainer::save_state() const { checkpointer_->save_state(*model_, *schedule_, position_); }
@@ -683,6 +682,11 @@ void Trainer::row(const Json& row) const {
 void Trainer::sample(const std::string& tag, int64_t step, const std::string& png) const {
   if (writer_)
     for (const auto& logger : loggers_) logger->sample(tag, step, png);
+}
+
+void Trainer::saved() const {
+  if (writer_)
+    for (const auto& logger : loggers_) logger->saved(position_.global_step);
 }
 
 void Trainer::bad_file(const std::string& message) {
