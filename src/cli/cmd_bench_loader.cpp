@@ -20,6 +20,7 @@
 #include "pix2pix/data/loader.h"
 #include "pix2pix/data/transforms.h"
 #include "pix2pix/error.h"
+#include "pix2pix/names.h"
 
 namespace pix2pix::cli {
 
@@ -123,7 +124,7 @@ Command add_bench_loader_command(CLI::App& bench) {
       ->check(CLI::ExistingDirectory);
   app->add_option("--split", flags->split, "sub-folder to read")->capture_default_str();
   app->add_option("--direction", flags->direction, "AtoB or BtoA")
-      ->check(CLI::IsMember({"AtoB", "BtoA"}))
+      ->check(CLI::IsMember(names<Direction>()))
       ->capture_default_str();
   app->add_option("--workers", flags->loader.workers, "loader threads (0: on the caller)")
       ->check(CLI::Range(0, 256))

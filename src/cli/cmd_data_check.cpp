@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "pix2pix/data/dataset.h"
 #include "pix2pix/error.h"
+#include "pix2pix/names.h"
 
 namespace pix2pix::cli {
 
@@ -131,6 +132,9 @@ int run_check(const CheckFlags& flags) {
 
 Command add_data_check_command(CLI::App& data) {
   auto flags = std::make_shared<CheckFlags>();
+  // Not "single": data check checks pairs, and single-image folders hold inputs only.
+  std::vector<std::string> layouts = names<DatasetLayout>();
+  layouts.erase(std::find(layouts.begin(), layouts.end(), to_string(DatasetLayout::kSingle)));
   CLI::App* app = data.add_subcommand(
       "check",
       "Check a dataset: pairs, sizes and formats per split, one line per bad file "
@@ -138,12 +142,12 @@ Command add_data_check_command(CLI::App& data) {
   app->add_option("dir", flags->root, "dataset folder (DIR/<split>/ or DIR/A/<split>/ + DIR/B/)")
       ->required();
   app->add_option("--direction", flags->direction, "AtoB or BtoA: which side is the input")
-      ->check(CLI::IsMember({"AtoB", "BtoA"}))
+      ->check(CLI::IsMember(names<Direction>()))
       ->capture_default_str();
   app->add_option("--layout", flags->layout,
                   "auto (paired when DIR/A and DIR/B exist), aligned (A|B in one image) or "
                   "paired (DIR/A/<split>, DIR/B/<split> matched by stem)")
-      ->check(CLI::IsMember({"auto", "aligned", "paired"}))
+      ->check(CLI::IsMember(layouts))
       ->capture_default_str();
   app->add_flag("--json", flags->json, "print the findings as JSON");
   return {app, [flags] { return run_check(*flags); }};

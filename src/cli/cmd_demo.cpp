@@ -15,6 +15,7 @@
 #include "commands.h"
 #include "pix2pix/data/dataset.h"
 #include "pix2pix/error.h"
+#include "pix2pix/names.h"
 #include "pix2pix/tools/report.h"
 #include "pix2pix/tools/results.h"
 #include "pix2pix/tools/synth.h"
@@ -131,8 +132,8 @@ int run_demo(const DemoFlags& flags) {
       result.first_val_l1 / std::max(result.last_val_l1, 1e-12), result.steps, result.epoch);
   fmt::print("look at:\n  {}   (curves, samples per epoch, options)\n", report);
   fmt::print("  {}/index.html   (held-out test translations with metrics)\n", test.results_dir);
-  fmt::print("  tensorboard --logdir {}/tb\n", run_dir);
-  fmt::print("  {}/checkpoints/latest_net_G.pth   (a PyTorch state_dict)\n", run_dir);
+  fmt::print("  tensorboard --logdir {}\n", RunDirectory{run_dir}.tensorboard());
+  fmt::print("  {}   (a PyTorch state_dict)\n", RunDirectory{run_dir}.weights("latest"));
   fmt::print("demo done in {:.0f} s\n", seconds);
   return 0;
 }
@@ -162,7 +163,7 @@ Command add_demo_command(CLI::App& parent) {
   app->add_option("--seed", flags->seed, "dataset and training seed")->capture_default_str();
   app->add_option("--direction", flags->direction,
                   "BtoA: photo -> label map; AtoB: label map -> photo (L1 cannot halve: colours)")
-      ->check(CLI::IsMember({"AtoB", "BtoA"}))
+      ->check(CLI::IsMember(names<Direction>()))
       ->capture_default_str();
   app->add_flag("--force", flags->force, "replace the outputs of an earlier demo in OUT");
   return {app, [flags] { return run_demo(*flags); }};

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "commands.h"
+#include "messages.h"
 #include "pix2pix/eval/metrics.h"
 
 namespace pix2pix::cli {
@@ -17,9 +18,10 @@ struct EvalFlags {
   std::string csv;
 };
 
-int run_eval(const EvalFlags& flags) {
-  const EvalReport report = evaluate_folders(
+int run_eval(const EvalFlags& flags, const CLI::App& app) {
+  EvalReport report = evaluate_folders(
       flags.options, [](const std::string& line) { fmt::print(stderr, "{}\n", line); });
+  report.fid_unavailable = with_flags(report.fid_unavailable, app);
   std::vector<std::string> names;
   std::vector<ImageMetrics> metrics;
   for (const auto& image : report.images) {
@@ -72,7 +74,7 @@ Command add_eval_command(CLI::App& parent) {
                   "KID: features per subset (capped at the number of images)")
       ->check(CLI::Range(2, 1000000))
       ->capture_default_str();
-  return {app, [flags] { return run_eval(*flags); }};
+  return {app, [flags, app] { return run_eval(*flags, *app); }};
 }
 
 }  // namespace pix2pix::cli

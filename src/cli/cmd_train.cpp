@@ -8,7 +8,9 @@
 #include "commands.h"
 #include "config_file.h"
 #include "network_flags.h"
+#include "option_flags.h"
 #include "pix2pix/error.h"
+#include "pix2pix/names.h"
 #include "pix2pix/tools/report.h"
 #include "pix2pix/train/distributed.h"
 #include "pix2pix/train/trainer.h"
@@ -23,12 +25,17 @@ struct TrainFlags {
   DiscriminatorFlags discriminator;
   InitFlags init;
   ComputeFlags compute;
-  std::string direction = "AtoB", gan_mode = "vanilla", lr_policy = "linear";
-  std::string on_bad_file = "fail";
+  // Options named on the command line, parsed in run_train; defaults from TrainOptions'.
+  std::string direction = to_string(options.direction);
+  std::string gan_mode = to_string(options.objective.gan_mode);
+  std::string lr_policy = to_string(options.schedule.policy);
+  std::string on_bad_file = to_string(options.on_bad_file);
+  std::string preprocess = to_string(options.transform.preprocess);
+  std::string crop_size =
+      to_string(CropSize{options.transform.crop_height, options.transform.crop_width});
+  std::string resize_filter = to_string(options.transform.filter);
   std::string dist_backend = "gloo";  ///< data parallelism (WORLD_SIZE > 1): gloo or nccl
   double dist_timeout = 300;          ///< seconds a rank waits for the others before failing
-  std::string preprocess = "resize_and_crop", crop_size = "256", resize_filter = "bicubic";
-  bool no_flip = false, no_validate = false;
 };
 
 // The first SIGINT/SIGTERM asks the trainer to stop after the current step and save; a second
@@ -61,8 +68,6 @@ int run_train(TrainFlags& flags) {
   options.transform.crop_height = crop.height;
   options.transform.crop_width = crop.width;
   options.transform.filter = parse_resize_filter(flags.resize_filter);
-  options.transform.flip = !flags.no_flip;
-  options.validate = !flags.no_validate;
   // Data parallel when started by torchrun, SLURM or `pix2pix launch` (WORLD_SIZE > 1).
   DistributedOptions distributed = distributed_from_environment();
   distributed.backend = flags.dist_backend;
@@ -114,119 +119,101 @@ Command add_train_command(CLI::App& parent) {
   auto flags = std::make_shared<TrainFlags>();
   TrainOptions& o = flags->options;
   CLI::App* app = parent.add_subcommand("train", "Train a pix2pix model (defaults: the paper's)");
-  app->add_option("--data", o.data, "dataset folder (aligned A|B images or A/ B/ folders)")
-      ->required();
-  app->add_option("--name", o.name, "run name: the run lives in RUNS_DIR/NAME")
-      ->capture_default_str();
-  app->add_option("--runs-dir", o.runs_dir, "folder of runs")->capture_default_str();
-  app->add_option("--direction", flags->direction, "AtoB or BtoA (facades labels->photos: BtoA)")
-      ->check(CLI::IsMember({"AtoB", "BtoA"}))
+  // Flag names and help come from the options table (option_flags.h); bounds and names here.
+  add_option_flag(app, "data", o.data)->required();
+  add_option_flag(app, "name", o.name)->capture_default_str();
+  add_option_flag(app, "runs_dir", o.runs_dir)->capture_default_str();
+  add_option_flag(app, "direction", flags->direction)
+      ->check(CLI::IsMember(names<Direction>()))
       ->capture_default_str();
   flags->generator.add_to(app);
   flags->discriminator.add_to(app);
   flags->init.add_to(app);
-  app->add_option("--gan-mode", flags->gan_mode, "GAN loss: vanilla, lsgan or wgangp")
-      ->check(CLI::IsMember({"vanilla", "lsgan", "wgangp"}))
+  add_option_flag(app, "gan_mode", flags->gan_mode)
+      ->check(CLI::IsMember(names<GanMode>()))
       ->capture_default_str();
-  app->add_option("--lambda-l1", o.objective.lambda_l1, "weight of the L1 loss")
+  add_option_flag(app, "lambda_l1", o.objective.lambda_l1)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_option("--lambda-gp", o.objective.lambda_gp, "weight of the gradient penalty (0: off)")
+  add_option_flag(app, "lambda_gp", o.objective.lambda_gp)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_flag("--no-gan", o.objective.no_gan, "ablation: L1 only");
-  app->add_flag("--unconditional-d", o.objective.unconditional_d,
-                "ablation: D sees only the output image");
-  app->add_option("--lr", o.adam.lr, "Adam learning rate")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
-  app->add_option("--beta1", o.adam.beta1, "Adam beta1")
+  add_switch(app, "no_gan", o.objective.no_gan);
+  add_switch(app, "unconditional_d", o.objective.unconditional_d);
+  add_option_flag(app, "lr", o.adam.lr)->check(CLI::PositiveNumber)->capture_default_str();
+  add_option_flag(app, "beta1", o.adam.beta1)
       ->check(CLI::Range(0.0, 0.999999))
       ->capture_default_str();
-  app->add_option("--beta2", o.adam.beta2, "Adam beta2")
+  add_option_flag(app, "beta2", o.adam.beta2)
       ->check(CLI::Range(0.0, 0.999999))
       ->capture_default_str();
-  app->add_option("--lr-d-ratio", o.lr_d_ratio, "D's learning rate / G's")
+  add_option_flag(app, "lr_d_ratio", o.lr_d_ratio)
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app->add_option("--lr-policy", flags->lr_policy, "linear, step, cosine or plateau")
-      ->check(CLI::IsMember({"linear", "step", "cosine", "plateau"}))
+  add_option_flag(app, "lr_policy", flags->lr_policy)
+      ->check(CLI::IsMember(names<LrPolicy>()))
       ->capture_default_str();
-  app->add_option("--n-epochs", o.schedule.n_epochs, "epochs at the initial learning rate")
+  add_option_flag(app, "n_epochs", o.schedule.n_epochs)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_option("--n-epochs-decay", o.schedule.n_epochs_decay, "epochs of linear decay")
+  add_option_flag(app, "n_epochs_decay", o.schedule.n_epochs_decay)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_option("--lr-decay-epochs", o.schedule.lr_decay_epochs, "step policy: epochs per x0.1")
+  add_option_flag(app, "lr_decay_epochs", o.schedule.lr_decay_epochs)
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app->add_option("--preprocess", flags->preprocess,
-                  "resize_and_crop, crop, scale_width, scale_width_and_crop or none")
-      ->capture_default_str();
-  app->add_option("--load-size", o.transform.load_size, "resize target")
+  add_option_flag(app, "preprocess", flags->preprocess)->capture_default_str();
+  add_option_flag(app, "load_size", o.transform.load_size)
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app->add_option("--crop-size", flags->crop_size, "crop: N or HxW")->capture_default_str();
-  app->add_option("--resize-filter", flags->resize_filter, "bicubic, bilinear or nearest")
-      ->capture_default_str();
-  app->add_flag("--no-flip", flags->no_flip, "no random horizontal flips");
-  app->add_option("--batch-size", o.loader.batch_size, "images per step")
+  add_option_flag(app, "crop_size", flags->crop_size)->capture_default_str();
+  add_option_flag(app, "resize_filter", flags->resize_filter)->capture_default_str();
+  add_switch(app, "flip", o.transform.flip);
+  add_option_flag(app, "batch_size", o.loader.batch_size)
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  app->add_option("--accumulate", o.accumulate,
-                  "batches whose gradients are summed before each optimiser step")
+  add_option_flag(app, "accumulate", o.accumulate)
       ->check(CLI::Range(1, 4096))
       ->capture_default_str();
-  app->add_option("--workers", o.loader.workers, "data loading threads")
+  add_option_flag(app, "workers", o.loader.workers)
       ->check(CLI::Range(1, 64))
       ->capture_default_str();
-  app->add_flag("--cache", o.loader.cache, "keep decoded images in memory");
-  app->add_option("--seed", o.seed, "seed of initialisation, data order, jitter, dropout")
-      ->capture_default_str();
-  app->add_option("--max-steps", o.max_steps, "stop after N steps in total (0: all epochs)")
+  add_switch(app, "cache", o.loader.cache);
+  add_option_flag(app, "seed", o.seed)->capture_default_str();
+  add_option_flag(app, "max_steps", o.max_steps)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_option("--print-every", o.print_every, "steps between progress lines")
+  add_option_flag(app, "print_every", o.print_every)
       ->check(CLI::PositiveNumber)
       ->capture_default_str();
-  app->add_option("--sample-every", o.sample_every, "steps between sample images (0: never)")
+  add_option_flag(app, "sample_every", o.sample_every)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_option("--save-every-steps", o.save_every_steps, "steps between latest checkpoints")
+  add_option_flag(app, "save_every_steps", o.save_every_steps)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_option("--save-every-epochs", o.save_every_epochs, "epochs between snapshots")
+  add_option_flag(app, "save_every_epochs", o.save_every_epochs)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_flag("--no-validate", flags->no_validate, "skip validation on the val split");
+  add_switch(app, "validate", o.validate);
+  // Not an option of the run (options.json): how this process starts it.
   app->add_flag("--resume", o.resume, "continue the run NAME from its latest checkpoint");
-  app->add_option("--init-G", o.init_g, "start G from this PyTorch state_dict (.pth)")
-      ->check(CLI::ExistingFile);
-  app->add_option("--init-D", o.init_d, "start D from this PyTorch state_dict (.pth)")
-      ->check(CLI::ExistingFile);
-  app->add_option("--on-bad-file", flags->on_bad_file,
-                  "a data file that cannot be used: fail (stop and name it; found before training "
-                  "by a header scan, or later with a checkpoint saved) or skip (leave it out, "
-                  "logged and counted in metrics.jsonl)")
-      ->check(CLI::IsMember({"fail", "skip"}))
+  add_option_flag(app, "init_G", o.init_g)->check(CLI::ExistingFile);
+  add_option_flag(app, "init_D", o.init_d)->check(CLI::ExistingFile);
+  add_option_flag(app, "on_bad_file", flags->on_bad_file)
+      ->check(CLI::IsMember(names<BadFilePolicy>()))
       ->capture_default_str();
-  app->add_option("--max-nonfinite", o.max_nonfinite,
-                  "stop after N steps in a row with a non-finite loss or gradient (0: never)")
+  add_option_flag(app, "max_nonfinite", o.max_nonfinite)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_option("--max-seconds", o.max_seconds,
-                  "time budget: validate, save and stop after N seconds of training (0: none)")
+  add_option_flag(app, "max_seconds", o.max_seconds)
       ->check(CLI::NonNegativeNumber)
       ->capture_default_str();
-  app->add_flag("--validate-first", o.validate_first,
-                "also validate the untrained model (a val row at step 0)");
-  app->add_flag("--no-tensorboard{false}", o.tensorboard,
-                "do not write TensorBoard event files to RUNS_DIR/NAME/tb");
-  app->add_flag("--no-report{false}", o.report,
-                "do not rewrite RUNS_DIR/NAME/report.html after every epoch");
-  app->add_flag("--deterministic", o.deterministic,
-                "deterministic algorithms only: same seed and --threads give identical runs");
+  add_switch(app, "validate_first", o.validate_first);
+  add_switch(app, "tensorboard", o.tensorboard);
+  add_switch(app, "report", o.report);
+  add_switch(app, "deterministic", o.deterministic);
+  // The process group, not the run: a resume may use another.
   app->add_option("--dist-backend", flags->dist_backend,
                   "data-parallel backend when WORLD_SIZE > 1 (pix2pix launch, torchrun, SLURM): "
                   "gloo (CPU) or nccl (CUDA builds only)")

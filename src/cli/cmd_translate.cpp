@@ -21,6 +21,7 @@
 #include "pix2pix/error.h"
 #include "pix2pix/infer/translator.h"
 #include "pix2pix/io/pytorch_import.h"
+#include "pix2pix/names.h"
 
 namespace pix2pix::cli {
 
@@ -255,7 +256,7 @@ Command add_translate_command(CLI::App& parent) {
                 "inputs are aligned A|B pairs (as in a dataset): translate the input half");
   app->add_option("--direction", flags->direction,
                   "with --aligned: AtoB (input A) or BtoA (default: the run's, else AtoB)")
-      ->check(CLI::IsMember({"AtoB", "BtoA"}));
+      ->check(CLI::IsMember(names<Direction>()));
   app->add_option("--tile", flags->tile,
                   "translate in overlapping tiles of this side (a multiple of the network's size "
                   "multiple); 0: only above --max-pixels")

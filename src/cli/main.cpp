@@ -7,14 +7,13 @@
 #include <torch/version.h>
 
 #include <algorithm>
-#include <cctype>
 #include <cstdlib>
 #include <iostream>
-#include <map>
 #include <thread>
 
 #include "commands.h"
 #include "config_file.h"
+#include "messages.h"
 #include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
 #include "pix2pix/threads.h"
@@ -35,49 +34,6 @@ __attribute__((section(".preinit_array"),
 
 // The first line of a message (libtorch appends C++ stack traces after it).
 std::string first_line(const std::string& message) { return message.substr(0, message.find('\n')); }
-
-// The tool and the subcommands the command line chose, outermost first ("pix2pix", "data",
-// "check").
-std::vector<const CLI::App*> parsed_chain(const CLI::App& app) {
-  std::vector<const CLI::App*> chain = {&app};
-  while (!chain.back()->get_subcommands().empty())
-    chain.push_back(chain.back()->get_subcommands().front());
-  return chain;
-}
-
-// The flag of the command that ran (or of its parents) that sets the library's option `field`:
-// the field with dashes, any case (crop_size: --crop-size, init_D: --init-D), or an alias.
-std::string flag_for(const std::string& field, const CLI::App& app) {
-  static const std::map<std::string, std::string> kAliases = {
-      {"backend", "--dist-backend"}, {"timeout_seconds", "--dist-timeout"}};
-  if (auto alias = kAliases.find(field); alias != kAliases.end()) return alias->second;
-  std::string wanted = field;
-  std::replace(wanted.begin(), wanted.end(), '_', '-');
-  auto lower = [](std::string s) {
-    for (char& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return s;
-  };
-  const std::vector<const CLI::App*> chain = parsed_chain(app);
-  for (auto it = chain.rbegin(); it != chain.rend(); ++it)
-    for (const CLI::Option* option : (*it)->get_options())
-      for (const std::string& name : option->get_lnames())
-        if (lower(name) == lower(wanted)) return "--" + name;
-  return field;
-}
-
-// An Error's message with flags in place of the option fields it names (Error::option).
-std::string message_of(const pix2pix::Error& error, const CLI::App& app) {
-  const std::string message = first_line(error.what());
-  const std::string& field = error.field();
-  if (field.empty() || message.compare(0, field.size(), field) != 0) return message;
-  std::string flags;
-  for (size_t start = 0; start <= field.size();) {
-    const size_t end = std::min(field.find('/', start), field.size());
-    flags += (flags.empty() ? "" : "/") + flag_for(field.substr(start, end - start), app);
-    start = end + 1;
-  }
-  return flags + message.substr(field.size());
-}
 
 }  // namespace
 
@@ -121,7 +77,7 @@ int main(int argc, char** argv) {
     pix2pix::cpu_features();
     pix2pix::portable_kernels_forced();
   } catch (const pix2pix::Error& e) {
-    fmt::print(stderr, "error: {}\n", message_of(e, app));
+    fmt::print(stderr, "error: {}\n", pix2pix::cli::message_of(e, app));
     return 2;
   } catch (const CLI::CallForHelp& e) {
     return app.exit(e);
@@ -131,7 +87,7 @@ int main(int argc, char** argv) {
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::string command = "pix2pix";
-    for (const CLI::App* sub : parsed_chain(app))
+    for (const CLI::App* sub : pix2pix::cli::parsed_chain(app))
       if (sub != &app) command += " " + sub->get_name();
     fmt::print(stderr, "error: {} (see '{} --help')\n", first_line(e.what()), command);
     return 2;
@@ -146,7 +102,7 @@ int main(int argc, char** argv) {
     for (const auto& command : commands)
       if (command.app->parsed()) return command.run();
   } catch (const pix2pix::Error& e) {
-    fmt::print(stderr, "error: {}\n", message_of(e, app));
+    fmt::print(stderr, "error: {}\n", pix2pix::cli::message_of(e, app));
     return e.kind() == pix2pix::ErrorKind::kInput ? 2 : 1;
   } catch (const c10::Error& e) {
     fmt::print(stderr, "error: {}\n", first_line(e.what_without_backtrace()));

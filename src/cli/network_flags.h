@@ -1,5 +1,6 @@
 // Flags that describe the networks, shared by every command that builds one (model, translate,
-// train), so the same spelling means the same thing everywhere.
+// train), so the same spelling means the same thing everywhere; names and help from the options
+// table (option_flags.h).
 #pragma once
 
 #include <CLI/CLI.hpp>
@@ -18,7 +19,7 @@ struct GeneratorFlags {
   std::string norm = "batch";
   std::string upsampling = "transposed";
   int64_t ngf = 64, input_nc = 3, output_nc = 3, num_downs = 0;
-  bool no_dropout = false;
+  bool dropout = true;
 
   void add_to(CLI::App* app);
   GeneratorOptions resolve() const;

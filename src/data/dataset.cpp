@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "io/image_codecs.h"
+#include "names_table.h"
 #include "pix2pix/data/transforms.h"
 #include "pix2pix/error.h"
 
@@ -308,36 +309,34 @@ void require_paired_root(const std::string& root) {
 
 }  // namespace
 
+template <>
+const std::vector<std::string>& names<Direction>() {
+  static const std::vector<std::string> list = {"AtoB", "BtoA"};
+  return list;
+}
+
 Direction parse_direction(const std::string& name) {
-  if (name == "AtoB") return Direction::kAtoB;
-  if (name == "BtoA") return Direction::kBtoA;
-  throw Error("direction", "'" + name + "' is not AtoB or BtoA");
+  if (const std::optional<Direction> direction = detail::find_name<Direction>(name))
+    return *direction;
+  throw Error::option("direction",
+                      "'" + name + "' is not " + detail::list_names(names<Direction>()));
 }
 
-std::string to_string(Direction direction) {
-  return direction == Direction::kAtoB ? "AtoB" : "BtoA";
+std::string to_string(Direction direction) { return detail::name_of(direction); }
+
+template <>
+const std::vector<std::string>& names<DatasetLayout>() {
+  static const std::vector<std::string> list = {"auto", "aligned", "paired", "single"};
+  return list;
 }
 
-std::string to_string(DatasetLayout layout) {
-  switch (layout) {
-    case DatasetLayout::kAuto:
-      return "auto";
-    case DatasetLayout::kAligned:
-      return "aligned";
-    case DatasetLayout::kPairedFolders:
-      return "paired";
-    case DatasetLayout::kSingle:
-      return "single";
-  }
-  return "unknown";
-}
+std::string to_string(DatasetLayout layout) { return detail::name_of(layout); }
 
 DatasetLayout parse_layout(const std::string& name) {
-  for (DatasetLayout layout : {DatasetLayout::kAuto, DatasetLayout::kAligned,
-                               DatasetLayout::kPairedFolders, DatasetLayout::kSingle}) {
-    if (name == to_string(layout)) return layout;
-  }
-  throw Error("layout", "'" + name + "' is not auto, aligned, paired or single");
+  if (const std::optional<DatasetLayout> layout = detail::find_name<DatasetLayout>(name))
+    return *layout;
+  throw Error::option("layout",
+                      "'" + name + "' is not " + detail::list_names(names<DatasetLayout>()));
 }
 
 std::vector<std::string> list_images(const std::string& folder) {
@@ -428,7 +427,7 @@ Dataset::Dataset(DatasetOptions options) : options_(std::move(options)) {
       break;
   }
   if (!scan.problems.empty()) {
-    throw_first(merge_problems(scan.problems), "; `pix2pix data check " + root + "` lists all");
+    throw_first(merge_problems(scan.problems), "; `check_dataset(" + root + ")` lists all");
   }
   if (scan.entries.empty()) {
     throw Error(folder, fmt::format("no images ({}) in this folder", kImageExtensions));
@@ -758,7 +757,7 @@ CombinePlan plan_combine(const CombineOptions& options) {
     if (ok && !options.resize && (info_a.width != info_b.width || info_a.height != info_b.height)) {
       found[index].push_back(
           {job.path_a, fmt::format("size {} differs from its partner {} ({}); "
-                                   "--resize resizes B to A's size",
+                                   "`resize` resizes B to A's size",
                                    size_string(info_a.width, info_a.height), job.path_b,
                                    size_string(info_b.width, info_b.height))});
     }

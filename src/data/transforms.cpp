@@ -11,6 +11,7 @@
 #include <cstring>
 #include <vector>
 
+#include "names_table.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix {
@@ -61,68 +62,49 @@ Image tensor_to_image(const at::Tensor& tensor) {
 
 namespace {
 
-struct PreprocessName {
-  Preprocess value;
-  const char* name;
-};
-constexpr PreprocessName kPreprocessNames[] = {
-    {Preprocess::kResizeAndCrop, "resize_and_crop"},
-    {Preprocess::kCrop, "crop"},
-    {Preprocess::kScaleWidth, "scale_width"},
-    {Preprocess::kScaleWidthAndCrop, "scale_width_and_crop"},
-    {Preprocess::kNone, "none"},
-};
-
-struct FilterName {
-  ResizeFilter value;
-  const char* name;
-};
-constexpr FilterName kFilterNames[] = {
-    {ResizeFilter::kBicubic, "bicubic"},
-    {ResizeFilter::kBilinear, "bilinear"},
-    {ResizeFilter::kNearest, "nearest"},
-};
-
 std::string size_text(int width, int height) {
   return std::to_string(width) + "x" + std::to_string(height);
 }
 
 }  // namespace
 
-Preprocess parse_preprocess(const std::string& name) {
-  std::string known;
-  for (const auto& entry : kPreprocessNames) {
-    if (name == entry.name) return entry.value;
-    known += known.empty() ? entry.name : std::string(", ") + entry.name;
-  }
-  throw Error::option("preprocess", "expected one of " + known + ", got '" + name + "'");
+template <>
+const std::vector<std::string>& names<Preprocess>() {
+  static const std::vector<std::string> list = {"resize_and_crop", "crop", "scale_width",
+                                                "scale_width_and_crop", "none"};
+  return list;
 }
 
-std::string to_string(Preprocess preprocess) {
-  for (const auto& entry : kPreprocessNames)
-    if (entry.value == preprocess) return entry.name;
-  return "?";
+Preprocess parse_preprocess(const std::string& name) {
+  if (const std::optional<Preprocess> preprocess = detail::find_name<Preprocess>(name))
+    return *preprocess;
+  throw Error::option(
+      "preprocess",
+      "expected one of " + detail::list_names(names<Preprocess>(), ", ") + ", got '" + name + "'");
 }
+
+std::string to_string(Preprocess preprocess) { return detail::name_of(preprocess); }
 
 bool has_crop(Preprocess preprocess) {
   return preprocess == Preprocess::kResizeAndCrop || preprocess == Preprocess::kCrop ||
          preprocess == Preprocess::kScaleWidthAndCrop;
 }
 
-ResizeFilter parse_resize_filter(const std::string& name) {
-  std::string known;
-  for (const auto& entry : kFilterNames) {
-    if (name == entry.name) return entry.value;
-    known += known.empty() ? entry.name : std::string(", ") + entry.name;
-  }
-  throw Error::option("resize_filter", "expected one of " + known + ", got '" + name + "'");
+template <>
+const std::vector<std::string>& names<ResizeFilter>() {
+  static const std::vector<std::string> list = {"bicubic", "bilinear", "nearest"};
+  return list;
 }
 
-std::string to_string(ResizeFilter filter) {
-  for (const auto& entry : kFilterNames)
-    if (entry.value == filter) return entry.name;
-  return "?";
+ResizeFilter parse_resize_filter(const std::string& name) {
+  if (const std::optional<ResizeFilter> filter = detail::find_name<ResizeFilter>(name))
+    return *filter;
+  throw Error::option("resize_filter", "expected one of " +
+                                           detail::list_names(names<ResizeFilter>(), ", ") +
+                                           ", got '" + name + "'");
 }
+
+std::string to_string(ResizeFilter filter) { return detail::name_of(filter); }
 
 CropSize parse_crop_size(const std::string& text) {
   const auto parse_side = [&text](const std::string& part) {
@@ -167,9 +149,9 @@ void validate(const TransformOptions& options) {
       ((square_load || mode == Preprocess::kScaleWidthAndCrop) &&
        options.load_size < options.crop_width)) {
     throw Error::option(
-        "load_size", std::to_string(options.load_size) + " is smaller than the crop (--crop-size " +
+        "load_size", std::to_string(options.load_size) + " is smaller than the crop (`crop_size` " +
                          to_string(CropSize{options.crop_height, options.crop_width}) +
-                         ") with --preprocess " + to_string(mode));
+                         ") with `preprocess` " + to_string(mode));
   }
 }
 
@@ -362,7 +344,7 @@ at::Tensor crop_flip_normalise(const T* source, int channels, int64_t row_stride
 }
 
 std::string crop_text(const TransformOptions& options) {
-  return size_text(options.crop_width, options.crop_height) + " (width x height; --crop-size " +
+  return size_text(options.crop_width, options.crop_height) + " (width x height; `crop_size` " +
          to_string(CropSize{options.crop_height, options.crop_width}) + ")";
 }
 

@@ -274,7 +274,7 @@ std::map<std::string, std::string> index_folder(const std::string& folder,
   if (one_folder && !tagged)
     throw Error(folder, fmt::format("no <stem>{}.* images: one folder for real and fake images "
                                     "must hold the reference's <stem>_real_B / <stem>_fake_B "
-                                    "names (otherwise give --fake)",
+                                    "names (otherwise give `fake_dir`)",
                                     suffix));
   for (const auto& path : files) {
     std::string stem = fs::path(path).stem().string();
@@ -368,7 +368,7 @@ EvalReport evaluate_folders(const EvalOptions& options,
   report.mean = mean_metrics(all);
   if (!keep) {
     report.fid_unavailable =
-        "no InceptionV3 weights given (--fid-weights pt_inception-2015-12-05-6726825d.pth, "
+        "no InceptionV3 weights given (`fid_weights` pt_inception-2015-12-05-6726825d.pth, "
         "pytorch-fid's file)";
     return report;
   }

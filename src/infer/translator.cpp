@@ -14,6 +14,9 @@
 #include "pix2pix/data/transforms.h"
 #include "pix2pix/error.h"
 #include "pix2pix/infer/tiling.h"
+#include "pix2pix/train/run_directory.h"
+#include "pix2pix/train/trainer.h"
+#include "train/train_options.h"
 
 namespace pix2pix {
 
@@ -89,8 +92,8 @@ TranslatePlan Translator::plan(int width, int height, const std::string& name) c
       throw Error::option(
           "tile",
           "tiling needs eval mode: in train mode batch norm normalises every tile by its "
-          "own statistics, so neighbouring tiles disagree and seams appear (use --eval, "
-          "or translate whole images in train mode)");
+          "own statistics, so neighbouring tiles disagree and seams appear (turn `train_mode` "
+          "off, or translate whole images in train mode)");
     tile = options_.tile;
   } else if (options_.max_pixels > 0 && pixels > options_.max_pixels) {
     if (options_.train_mode) {
@@ -163,38 +166,10 @@ namespace {
 
 using Json = nlohmann::json;
 
-Json read_run_options(const std::string& path) {
-  std::ifstream file(path);
-  if (!file) throw Error(path, "cannot be read");
-  Json document;
-  try {
-    file >> document;
-  } catch (const Json::exception& e) {
-    throw Error(path, std::string("not valid JSON: ") + e.what());
-  }
-  // A run writes {"options": {...}, "non_defaults": [...]}; a bare options object works too.
-  if (document.is_object() && document.contains("options")) document = document["options"];
-  if (!document.is_object()) throw Error(path, "expected a JSON object of options");
-  return document;
-}
-
-GeneratorOptions generator_options_from(const Json& values, const std::string& path) {
-  GeneratorOptions options;
-  try {
-    if (values.contains("netG")) options.net = values.at("netG").get<std::string>();
-    if (values.contains("ngf")) options.ngf = values.at("ngf").get<int64_t>();
-    if (values.contains("input_nc")) options.input_nc = values.at("input_nc").get<int64_t>();
-    if (values.contains("output_nc")) options.output_nc = values.at("output_nc").get<int64_t>();
-    if (values.contains("num_downs")) options.num_downs = values.at("num_downs").get<int64_t>();
-    if (values.contains("norm")) options.norm = parse_norm(values.at("norm").get<std::string>());
-    if (values.contains("dropout")) options.dropout = values.at("dropout").get<bool>();
-    if (values.contains("upsampling"))
-      options.upsampling = parse_upsampling(values.at("upsampling").get<std::string>());
-  } catch (const Json::exception& e) {
-    throw Error(path, std::string("bad generator option: ") + e.what());
-  } catch (const Error& e) {
-    throw Error(path, e.what());
-  }
+// The generator and direction of the run whose options.json is `path`, through the options table.
+TrainOptions run_options_from(const Json& values, const std::string& path) {
+  TrainOptions options;
+  detail::read_options_json(values, path, &options);
   return options;
 }
 
@@ -205,7 +180,7 @@ std::string available_checkpoints(const fs::path& folder) {
   for (fs::directory_iterator it(folder, error); !error && it != fs::directory_iterator();
        it.increment(error)) {
     const std::string file = it->path().filename().string();
-    const std::string suffix = "_net_G.pth";
+    const std::string suffix = RunDirectory::weights_name("");
     if (file.size() <= suffix.size() ||
         file.compare(file.size() - suffix.size(), suffix.size(), suffix) != 0)
       continue;
@@ -231,9 +206,9 @@ std::string generator_checkpoint(const std::string& run_dir, const std::string& 
   const bool number = all_digits(which) && which.size() < 10 && std::stoll(which) > 0;
   if (which != "latest" && which != "best" && !number)
     throw Error::option("epoch", "'" + which + "' is not latest, best or an epoch number");
-  const fs::path folder = fs::path(run_dir) / "checkpoints";
+  const RunDirectory run{run_dir};
   const std::string label = number ? std::to_string(std::stoll(which)) : which;
-  const fs::path file = folder / (label + "_net_G.pth");
+  const fs::path folder = run.checkpoints(), file = run.weights(label);
   std::error_code error;
   if (!fs::is_regular_file(file, error))
     throw Error(file.string(),
@@ -242,7 +217,7 @@ std::string generator_checkpoint(const std::string& run_dir, const std::string& 
 }
 
 GeneratorOptions read_run_generator_options(const std::string& options_json) {
-  return generator_options_from(read_run_options(options_json), options_json);
+  return run_options_from(detail::read_options_file(options_json), options_json).generator;
 }
 
 GeneratorSource find_generator(const std::string& weights, const std::string& epoch,
@@ -251,29 +226,31 @@ GeneratorSource find_generator(const std::string& weights, const std::string& ep
   source.options = fallback;
   std::error_code error;
   auto use_run_options = [&](const fs::path& options_file) {
-    const Json values = read_run_options(options_file.string());
     source.options_file = options_file.string();
-    source.options = generator_options_from(values, source.options_file);
-    if (values.contains("direction") && values["direction"].is_string()) {
-      source.direction = parse_direction(values["direction"].get<std::string>());
-      source.has_direction = true;
-    }
+    const Json values = detail::read_options_file(source.options_file);
+    const TrainOptions run = run_options_from(values, source.options_file);
+    source.options = run.generator;
+    source.has_direction = values.contains("direction");
+    source.direction = run.direction;
   };
   if (fs::is_directory(weights, error)) {
-    const fs::path run(weights);
-    if (!fs::exists(run / "options.json", error))
+    const RunDirectory run{weights};
+    if (!fs::exists(run.options(), error))
       throw Error(weights, "a folder without options.json: not a run directory (runs/NAME)");
-    use_run_options(run / "options.json");
+    use_run_options(run.options());
     source.weights = generator_checkpoint(weights, epoch);
     return source;
   }
   if (!fs::exists(weights, error)) throw Error(weights, "no such file or folder");
   if (!epoch.empty())
-    throw Error::option("epoch", "needs a run directory as --weights; " + weights + " is a file");
+    throw Error::option("epoch", "needs a run directory as `weights`; " + weights + " is a file");
   source.weights = weights;
   const fs::path parent = fs::path(weights).parent_path();
-  if (parent.filename() == "checkpoints" && fs::exists(parent.parent_path() / "options.json"))
-    use_run_options(parent.parent_path() / "options.json");
+  if (parent.filename() == "checkpoints") {
+    const std::string dir = parent.parent_path().string();
+    const RunDirectory run{dir.empty() ? "." : dir};
+    if (fs::exists(run.options(), error)) use_run_options(run.options());
+  }
   return source;
 }
 

@@ -4,6 +4,7 @@
 #include <torch/nn/module.h>
 
 #include "models/convolution.h"
+#include "names_table.h"
 #include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
 
@@ -36,42 +37,43 @@ const std::string& bf16_unavailable_reason() {
 
 }  // namespace
 
+template <>
+const std::vector<std::string>& names<Precision>() {
+  static const std::vector<std::string> list = {"fp32", "bf16"};
+  return list;
+}
+
 Precision parse_precision(const std::string& name) {
-  if (name == "fp32" || name == "float32") return Precision::kFloat32;
-  if (name == "bf16" || name == "bfloat16") return Precision::kBFloat16;
+  if (const std::optional<Precision> precision = detail::find_name<Precision>(name))
+    return *precision;
+  if (name == "float32") return Precision::kFloat32;
+  if (name == "bfloat16") return Precision::kBFloat16;
   if (name == "auto")
     return bf16_unavailable_reason().empty() ? Precision::kBFloat16 : Precision::kFloat32;
-  throw Error("precision", "unknown precision '" + name + "' (expected fp32, bf16 or auto)");
+  std::vector<std::string> known = names<Precision>();
+  known.push_back("auto");
+  throw Error::option(
+      "precision", "unknown precision '" + name + "' (expected " + detail::list_names(known) + ")");
 }
 
 void check_precision_supported(Precision precision) {
   if (precision == Precision::kBFloat16 && !bf16_unavailable_reason().empty())
-    throw Error("precision", bf16_unavailable_reason());
+    throw Error::option("precision", bf16_unavailable_reason());
 }
 
-std::string to_string(Precision precision) {
-  return precision == Precision::kBFloat16 ? "bf16" : "fp32";
+std::string to_string(Precision precision) { return detail::name_of(precision); }
+
+template <>
+const std::vector<std::string>& names<TransposedConv>() {
+  static const std::vector<std::string> list = {"native", "gradient", "auto"};
+  return list;
 }
 
 TransposedConv parse_transposed_conv(const std::string& name) {
-  if (name == "native") return TransposedConv::kNative;
-  if (name == "gradient") return TransposedConv::kGradient;
-  if (name == "auto") return TransposedConv::kAuto;
-  throw Error::option("transposed_conv",
-                      "unknown mode '" + name + "' (expected native, gradient or auto)");
+  return detail::parse_name<TransposedConv>(name, "transposed_conv", "mode");
 }
 
-std::string to_string(TransposedConv mode) {
-  switch (mode) {
-    case TransposedConv::kNative:
-      return "native";
-    case TransposedConv::kGradient:
-      return "gradient";
-    case TransposedConv::kAuto:
-      return "auto";
-  }
-  return "?";
-}
+std::string to_string(TransposedConv mode) { return detail::name_of(mode); }
 
 int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options) {
   check_precision_supported(options.precision);

@@ -6,32 +6,25 @@
 
 #include "models/convolution.h"
 #include "models/layers.h"
+#include "names_table.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix {
 
 namespace nn = torch::nn;
 
-Upsampling parse_upsampling(const std::string& name) {
-  if (name == "transposed") return Upsampling::kTransposed;
-  if (name == "resize-nearest" || name == "resize-conv") return Upsampling::kResizeNearest;
-  if (name == "resize-bilinear") return Upsampling::kResizeBilinear;
-  throw Error::option("upsampling", "unknown upsampling '" + name +
-                                        "' (expected transposed, resize-conv, resize-nearest or "
-                                        "resize-bilinear)");
+template <>
+const std::vector<std::string>& names<Upsampling>() {
+  static const std::vector<std::string> list = {"transposed", "resize-nearest", "resize-bilinear"};
+  return list;
 }
 
-std::string to_string(Upsampling upsampling) {
-  switch (upsampling) {
-    case Upsampling::kTransposed:
-      return "transposed";
-    case Upsampling::kResizeNearest:
-      return "resize-nearest";
-    case Upsampling::kResizeBilinear:
-      return "resize-bilinear";
-  }
-  return "?";
+Upsampling parse_upsampling(const std::string& name) {
+  if (name == "resize-conv") return Upsampling::kResizeNearest;  // the CLI's older name for it
+  return detail::parse_name<Upsampling>(name, "upsampling", "upsampling");
 }
+
+std::string to_string(Upsampling upsampling) { return detail::name_of(upsampling); }
 
 namespace {
 
@@ -166,11 +159,11 @@ int64_t unet_depth(const GeneratorOptions& options) {
     throw Error::option("netG", "unknown U-Net '" + options.net + "'");
   }
   if (options.num_downs != 0 && from_name != 0 && options.num_downs != from_name)
-    throw Error::option("num_downs", std::to_string(options.num_downs) + " contradicts --netG " +
+    throw Error::option("num_downs", std::to_string(options.num_downs) + " contradicts `netG` " +
                                          options.net + " (depth " + std::to_string(from_name) +
-                                         "); use --netG unet with --num-downs");
+                                         "); use `netG` unet with `num_downs`");
   const int64_t depth = options.num_downs != 0 ? options.num_downs : from_name;
-  if (depth == 0) throw Error::option("num_downs", "--netG unet needs --num-downs (5 or more)");
+  if (depth == 0) throw Error::option("num_downs", "`netG` unet needs `num_downs` (5 or more)");
   if (depth < 5 || depth > 16)
     throw Error::option("num_downs", std::to_string(depth) + " is outside 5..16");
   return depth;

@@ -2,33 +2,23 @@
 
 #include <torch/nn.h>
 
+#include "names_table.h"
 #include "pix2pix/error.h"
 #include "pix2pix/models/sync_batch_norm.h"
 
 namespace pix2pix {
 
-InitType parse_init_type(const std::string& name) {
-  if (name == "normal") return InitType::kNormal;
-  if (name == "xavier") return InitType::kXavier;
-  if (name == "kaiming") return InitType::kKaiming;
-  if (name == "orthogonal") return InitType::kOrthogonal;
-  throw Error::option("init_type", "unknown initialisation '" + name +
-                                       "' (expected normal, xavier, kaiming or orthogonal)");
+template <>
+const std::vector<std::string>& names<InitType>() {
+  static const std::vector<std::string> list = {"normal", "xavier", "kaiming", "orthogonal"};
+  return list;
 }
 
-std::string to_string(InitType type) {
-  switch (type) {
-    case InitType::kNormal:
-      return "normal";
-    case InitType::kXavier:
-      return "xavier";
-    case InitType::kKaiming:
-      return "kaiming";
-    case InitType::kOrthogonal:
-      return "orthogonal";
-  }
-  return "?";
+InitType parse_init_type(const std::string& name) {
+  return detail::parse_name<InitType>(name, "init_type", "initialisation");
 }
+
+std::string to_string(InitType type) { return detail::name_of(type); }
 
 namespace {
 

@@ -3,33 +3,23 @@
 #include <torch/nn.h>
 
 #include "models/layers.h"
+#include "names_table.h"
 #include "pix2pix/error.h"
 #include "pix2pix/models/sync_batch_norm.h"
 
 namespace pix2pix {
 
-Norm parse_norm(const std::string& name) {
-  if (name == "batch") return Norm::kBatch;
-  if (name == "instance") return Norm::kInstance;
-  if (name == "none") return Norm::kNone;
-  if (name == "syncbatch") return Norm::kSyncBatch;
-  throw Error::option(
-      "norm", "unknown normalisation '" + name + "' (expected batch, instance, none or syncbatch)");
+template <>
+const std::vector<std::string>& names<Norm>() {
+  static const std::vector<std::string> list = {"batch", "instance", "none", "syncbatch"};
+  return list;
 }
 
-std::string to_string(Norm norm) {
-  switch (norm) {
-    case Norm::kBatch:
-      return "batch";
-    case Norm::kInstance:
-      return "instance";
-    case Norm::kNone:
-      return "none";
-    case Norm::kSyncBatch:
-      return "syncbatch";
-  }
-  return "?";
+Norm parse_norm(const std::string& name) {
+  return detail::parse_name<Norm>(name, "norm", "normalisation");
 }
+
+std::string to_string(Norm norm) { return detail::name_of(norm); }
 
 namespace detail {
 

@@ -21,6 +21,7 @@
 
 #include "io/atomic_file.h"
 #include "pix2pix/error.h"
+#include "pix2pix/train/run_directory.h"
 #include "tools/html.h"
 
 namespace pix2pix {
@@ -289,7 +290,7 @@ struct SampleFile {
 std::vector<SampleFile> list_samples(const std::string& run_dir, const std::regex& pattern) {
   std::vector<SampleFile> files;
   std::error_code error;
-  for (const auto& entry : fs::directory_iterator(run_dir + "/samples", error)) {
+  for (const auto& entry : fs::directory_iterator(RunDirectory{run_dir}.samples(), error)) {
     const std::string name = entry.path().filename().string();
     std::smatch match;
     if (std::regex_match(name, match, pattern))
@@ -432,9 +433,9 @@ std::string summary_section(const std::string& run_dir, const Json& run_options,
                      last_train->get("data_s")));
     stat("training time (logged steps)", format_duration(train_seconds));
   }
-  if (fs::is_directory(run_dir + "/tb"))
+  if (fs::is_directory(RunDirectory{run_dir}.tensorboard()))
     stat("TensorBoard",
-         fmt::format("<code>tensorboard --logdir {}/tb</code>", escape_html(run_dir)));
+         fmt::format("<code>tensorboard --logdir {}</code>", escape_html(RunDirectory{run_dir}.tensorboard())));
   html += "</table>\n";
 
   return html;
@@ -555,7 +556,7 @@ std::string results_section(const std::string& run_dir) {
   std::string html;
   std::vector<std::string> results;
   std::error_code error;
-  for (const auto& entry : fs::directory_iterator(run_dir + "/results", error))
+  for (const auto& entry : fs::directory_iterator(RunDirectory{run_dir}.results(), error))
     if (fs::exists(entry.path() / "index.html"))
       results.push_back(entry.path().filename().string());
   std::sort(results.begin(), results.end());
@@ -564,7 +565,7 @@ std::string results_section(const std::string& run_dir) {
     for (const std::string& result : results) {
       std::string means;
       const Json summary =
-          Json::parse(read_file(run_dir + "/results/" + result + "/summary.json"), nullptr, false);
+          Json::parse(read_file(RunDirectory{run_dir}.results() + "/" + result + "/summary.json"), nullptr, false);
       if (summary.is_object() && summary.contains("mean") && summary["mean"].is_object())
         for (const auto& [key, value] : summary["mean"].items())
           if (value.is_number())
@@ -596,7 +597,7 @@ std::string options_section(const std::string& run_dir, const Json& run_options,
                         non_defaults.count(key) ? " class=\"nd\"" : "", escape_html(key),
                         escape_html(format_value(run_options[key])));
   html += "</table>\n";
-  const std::string model = read_file(run_dir + "/model.txt");
+  const std::string model = read_file(RunDirectory{run_dir}.model_txt());
   if (!model.empty()) html += "<h2>Model</h2>\n<pre>" + escape_html(model) + "</pre>\n";
   return html;
 }
@@ -604,8 +605,8 @@ std::string options_section(const std::string& run_dir, const Json& run_options,
 }  // namespace
 
 std::string render_report(const std::string& run_dir, const ReportOptions& options) {
-  const std::string options_path = run_dir + "/options.json";
-  const std::string metrics_path = run_dir + "/metrics.jsonl";
+  const std::string options_path = RunDirectory{run_dir}.options();
+  const std::string metrics_path = RunDirectory{run_dir}.metrics();
   if (!fs::is_directory(run_dir)) throw Error(run_dir, "no such run directory");
   if (!fs::exists(options_path) && !fs::exists(metrics_path))
     throw Error(run_dir, "not a run directory (no options.json or metrics.jsonl)");
@@ -652,7 +653,7 @@ std::string render_report(const std::string& run_dir, const ReportOptions& optio
 }
 
 std::string write_report(const std::string& run_dir, const ReportOptions& options) {
-  const std::string path = run_dir + "/report.html";
+  const std::string path = RunDirectory{run_dir}.report();
   detail::write_file_atomically(path, render_report(run_dir, options));
   return path;
 }

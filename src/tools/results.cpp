@@ -14,6 +14,7 @@
 #include "pix2pix/error.h"
 #include "pix2pix/infer/translator.h"
 #include "pix2pix/io/pytorch_import.h"
+#include "pix2pix/train/run_directory.h"
 #include "tools/html.h"
 #include "train/train_options.h"
 
@@ -94,20 +95,11 @@ Image writable(const Image& image) {
 }  // namespace
 
 TrainOptions read_run_options(const std::string& run_dir) {
-  const std::string file = (fs::path(run_dir) / "options.json").string();
+  const std::string file = RunDirectory{run_dir}.options();
   if (!fs::is_directory(run_dir)) throw Error(run_dir, "run folder does not exist");
-  std::ifstream in(file);
-  if (!in) throw Error(file, "missing or unreadable: not a training run folder");
-  Json json;
-  try {
-    json = Json::parse(in);
-  } catch (const Json::exception& e) {
-    throw Error(file, std::string("not valid JSON: ") + e.what());
-  }
-  if (!json.is_object() || !json.contains("options") || !json.at("options").is_object())
-    throw Error(file, "has no \"options\" object");
+  if (!fs::exists(file)) throw Error(file, "missing: not a training run folder");
   TrainOptions t;
-  detail::read_options_json(json.at("options"), file, &t);
+  detail::read_options_json(detail::read_options_file(file), file, &t);
   // Where the run is now, which may not be where it was trained.
   const fs::path run_path = fs::path(run_dir).lexically_normal();
   const fs::path name =
@@ -164,7 +156,7 @@ TestResult run_test(const TestOptions& options,
   DatasetOptions data_options;
   data_options.root = options.data.empty() ? run.data : options.data;
   if (data_options.root.empty())
-    throw Error::option("data", "the run's options.json names no dataset; give --data");
+    throw Error::option("data", "the run's options.json names no dataset; give `data`");
   data_options.split = options.split;
   data_options.direction = run.direction;
   data_options.input_nc = static_cast<int>(run.generator.input_nc);
@@ -185,7 +177,7 @@ TestResult run_test(const TestOptions& options,
                            ? std::min(dataset.size(), static_cast<size_t>(options.num_test))
                            : dataset.size();
   result.results_dir =
-      (fs::path(options.run) / "results" / (options.split + "_" + epoch_label)).string();
+      (fs::path(RunDirectory{options.run}.results()) / (options.split + "_" + epoch_label)).string();
   const std::string images_dir = result.results_dir + "/images";
   std::error_code error;
   fs::create_directories(images_dir, error);

@@ -15,6 +15,7 @@
 #include <mutex>
 #include <thread>
 
+#include "pix2pix/data/transforms.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix {
@@ -26,37 +27,14 @@ namespace fs = std::filesystem;
 constexpr double kPi = 3.14159265358979323846;
 
 // ---------------------------------------------------------------------------------------------
-// Random numbers. Our own generator and our own mapping from raw draws to ranges, so a seed gives
-// the same dataset with any standard library (std::*_distribution are implementation-defined).
+// Random numbers: the library's portable generator (SplitMix64, transforms.h) and our own mapping
+// from raw draws to ranges, so a seed gives the same dataset with any standard library
+// (std::*_distribution are implementation-defined).
 
-uint64_t mix64(uint64_t x) {  // splitmix64's finaliser
-  x ^= x >> 30;
-  x *= 0xBF58476D1CE4E5B9ULL;
-  x ^= x >> 27;
-  x *= 0x94D049BB133111EBULL;
-  return x ^ (x >> 31);
-}
-
-// xoshiro256** seeded through splitmix64.
 class Rng {
  public:
-  explicit Rng(uint64_t seed) {
-    for (auto& word : state_) {
-      seed += 0x9E3779B97F4A7C15ULL;
-      word = mix64(seed);
-    }
-  }
-  uint64_t next() {
-    const uint64_t result = rotl(state_[1] * 5, 7) * 9;
-    const uint64_t t = state_[1] << 17;
-    state_[2] ^= state_[0];
-    state_[3] ^= state_[1];
-    state_[1] ^= state_[2];
-    state_[0] ^= state_[3];
-    state_[2] ^= t;
-    state_[3] = rotl(state_[3], 45);
-    return result;
-  }
+  explicit Rng(uint64_t seed) : bits_(seed) {}
+  uint64_t next() { return bits_.next(); }
   /// Uniform in [0, 1).
   double uniform() { return double(next() >> 11) * 0x1.0p-53; }
   /// Uniform in [lo, hi).
@@ -69,8 +47,7 @@ class Rng {
   bool chance(double p) { return uniform() < p; }
 
  private:
-  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t state_[4];
+  SplitMix64 bits_;
 };
 
 // Per-pixel texture randomness: a hash of integer coordinates, so textures need no state.
@@ -147,163 +124,195 @@ void add(Layout& layout, Rng& rng, SynthClass label, int x0, int y0, int x1, int
   if (x1 > x0 && y1 > y0) layout.elements.push_back(e);
 }
 
-Layout make_layout(Rng& rng, int size) {
-  const double s = size;
-  auto px = [s](double fraction) { return int(std::lround(fraction * s)); };
-  Layout layout;
-  layout.size = size;
+// A facade's outline and window grid, and the draws every floor shares.
+struct Facade {
+  double s = 0;                            // the image side
+  int bx0 = 0, bx1 = 0, by0 = 0, by1 = 0;  // the building
+  int top = 0, floors_bottom = 0, shop_top = 0;
+  bool shop = false;
+  int columns = 0, floors = 0;
+  double column_width = 0, floor_height = 0;
+  int blinds = 0, window_w = 0, window_h = 0, window_top = 0;
+  int balconies = 0, balcony_pattern = 0, deco = 0, door_column = 0;
+  bool sills = false, pillars = false, string_courses = false;
 
-  // Building outline: background margins for sky, neighbours and street.
-  const int margin_left = rng.chance(0.65) ? px(rng.uniform(0.01, 0.09)) : 0;
-  const int margin_right = rng.chance(0.65) ? px(rng.uniform(0.01, 0.09)) : 0;
-  const int sky = rng.chance(0.8) ? px(rng.uniform(0.02, 0.14)) : 0;
-  const int street = rng.chance(0.3) ? px(rng.uniform(0.015, 0.05)) : 0;
-  const int bx0 = margin_left, bx1 = size - margin_right, by0 = sky, by1 = size - street;
-  layout.bx0 = bx0, layout.bx1 = bx1, layout.by0 = by0, layout.by1 = by1;
-  const int width = bx1 - bx0, height = by1 - by0;
-  add(layout, rng, SynthClass::kWall, bx0, by0, bx1, by1);
+  int px(double fraction) const { return int(std::lround(fraction * s)); }
+  int column_x(int c) const { return bx0 + int(std::lround(c * column_width)); }
+  int floor_y(int f) const { return top + int(std::lround(f * floor_height)); }
+};
 
-  // Roof cornice and attic.
-  int top = by0;
+// Building outline (background margins for sky, neighbours and street), roof cornice and attic,
+// and the ground level: a shop front under a moulding, or an ordinary floor with the door.
+Facade add_outline(Layout& layout, Rng& rng, int size) {
+  Facade f;
+  f.s = size;
+  const int margin_left = rng.chance(0.65) ? f.px(rng.uniform(0.01, 0.09)) : 0;
+  const int margin_right = rng.chance(0.65) ? f.px(rng.uniform(0.01, 0.09)) : 0;
+  const int sky = rng.chance(0.8) ? f.px(rng.uniform(0.02, 0.14)) : 0;
+  const int street = rng.chance(0.3) ? f.px(rng.uniform(0.015, 0.05)) : 0;
+  f.bx0 = margin_left, f.bx1 = size - margin_right, f.by0 = sky, f.by1 = size - street;
+  layout.bx0 = f.bx0, layout.bx1 = f.bx1, layout.by0 = f.by0, layout.by1 = f.by1;
+  add(layout, rng, SynthClass::kWall, f.bx0, f.by0, f.bx1, f.by1);
+
+  f.top = f.by0;
   if (sky > 0 || rng.chance(0.5)) {
-    const int cornice = std::max(2, px(rng.uniform(0.02, 0.045)));
-    const int overhang = px(rng.uniform(0.0, 0.015));
-    add(layout, rng, SynthClass::kCornice, bx0 - overhang, by0, bx1 + overhang, by0 + cornice);
-    top += cornice;
+    const int cornice = std::max(2, f.px(rng.uniform(0.02, 0.045)));
+    const int overhang = f.px(rng.uniform(0.0, 0.015));
+    add(layout, rng, SynthClass::kCornice, f.bx0 - overhang, f.by0, f.bx1 + overhang,
+        f.by0 + cornice);
+    f.top += cornice;
   }
-  top += px(rng.uniform(0.01, 0.06));
+  f.top += f.px(rng.uniform(0.01, 0.06));
 
-  // Ground level: a shop front under a moulding, or an ordinary floor with the door.
-  const bool shop = rng.chance(0.45);
-  int floors_bottom = by1, shop_top = by1;
-  if (shop) {
-    shop_top = by1 - int(std::lround(height * rng.uniform(0.17, 0.25)));
-    const int moulding = std::max(2, px(rng.uniform(0.012, 0.025)));
-    floors_bottom = shop_top - moulding;
-    add(layout, rng, SynthClass::kCornice, bx0, floors_bottom, bx1, shop_top);
+  f.shop = rng.chance(0.45);
+  f.floors_bottom = f.shop_top = f.by1;
+  if (f.shop) {
+    f.shop_top = f.by1 - int(std::lround((f.by1 - f.by0) * rng.uniform(0.17, 0.25)));
+    const int moulding = std::max(2, f.px(rng.uniform(0.012, 0.025)));
+    f.floors_bottom = f.shop_top - moulding;
+    add(layout, rng, SynthClass::kCornice, f.bx0, f.floors_bottom, f.bx1, f.shop_top);
   }
+  return f;
+}
 
-  // The window grid.
-  const int min_cell = std::max(8, px(0.1));
-  const int columns = rng.range(2, std::max(2, std::min(6, width / min_cell)));
-  const int region = floors_bottom - top;
-  const int min_floors = shop ? 2 : 3;  // every window column keeps two windows above the door
-  const int floors =
-      rng.range(min_floors, std::max(min_floors, std::min(6, region / std::max(8, px(0.1)))));
-  const double column_width = double(width) / columns;
-  const double floor_height = double(region) / floors;
-  auto column_x = [&](int c) { return bx0 + int(std::lround(c * column_width)); };
-  auto floor_y = [&](int f) { return top + int(std::lround(f * floor_height)); };
+// The window grid and the style of its windows, the same on every floor.
+void draw_grid(Facade& f, Rng& rng) {
+  const int min_cell = std::max(8, f.px(0.1));
+  f.columns = rng.range(2, std::max(2, std::min(6, (f.bx1 - f.bx0) / min_cell)));
+  const int region = f.floors_bottom - f.top;
+  const int min_floors = f.shop ? 2 : 3;  // every window column keeps two windows above the door
+  f.floors =
+      rng.range(min_floors, std::max(min_floors, std::min(6, region / std::max(8, f.px(0.1)))));
+  f.column_width = double(f.bx1 - f.bx0) / f.columns;
+  f.floor_height = double(region) / f.floors;
 
   const double blind_draw = rng.uniform();
-  const int blinds = blind_draw < 0.5 ? 0 : blind_draw < 0.8 ? 1 : 2;  // none, shutters, roller
-  const int window_w =
-      std::max(3, int(std::lround(column_width * rng.uniform(0.35, blinds == 1 ? 0.45 : 0.62))));
-  const int window_h = std::max(3, int(std::lround(floor_height * rng.uniform(0.45, 0.72))));
-  const int window_top = int(std::lround((floor_height - window_h) * rng.uniform(0.3, 0.55)));
+  f.blinds = blind_draw < 0.5 ? 0 : blind_draw < 0.8 ? 1 : 2;  // none, shutters, roller
+  f.window_w = std::max(
+      3, int(std::lround(f.column_width * rng.uniform(0.35, f.blinds == 1 ? 0.45 : 0.62))));
+  f.window_h = std::max(3, int(std::lround(f.floor_height * rng.uniform(0.45, 0.72))));
+  f.window_top = int(std::lround((f.floor_height - f.window_h) * rng.uniform(0.3, 0.55)));
   const double balcony_draw = rng.uniform();
-  const int balconies = balcony_draw < 0.55 ? 0 : balcony_draw < 0.8 ? 1 : 2;  // none, each, floor
+  f.balconies = balcony_draw < 0.55 ? 0 : balcony_draw < 0.8 ? 1 : 2;  // none, each, floor
   const double pattern_draw = rng.uniform();
-  const int balcony_pattern = pattern_draw < 0.4 ? 0 : pattern_draw < 0.7 ? 1 : 2;  // all, odd, any
-  const bool sills = rng.chance(0.7);
+  f.balcony_pattern = pattern_draw < 0.4 ? 0 : pattern_draw < 0.7 ? 1 : 2;  // all, odd, any
+  f.sills = rng.chance(0.7);
   const double deco_draw = rng.uniform();
-  const int deco = deco_draw < 0.55 ? 0 : deco_draw < 0.8 ? 1 : 2;  // none, lintel, pediment
-  const bool pillars = rng.chance(0.2);
-  const bool string_courses = rng.chance(0.35);
-  const int door_column =
-      (columns % 2 == 1 && rng.chance(0.6)) ? columns / 2 : rng.range(0, columns - 1);
+  f.deco = deco_draw < 0.55 ? 0 : deco_draw < 0.8 ? 1 : 2;  // none, lintel, pediment
+  f.pillars = rng.chance(0.2);
+  f.string_courses = rng.chance(0.35);
+  f.door_column =
+      (f.columns % 2 == 1 && rng.chance(0.6)) ? f.columns / 2 : rng.range(0, f.columns - 1);
+}
 
-  if (string_courses) {
-    const int course = std::max(1, px(0.008));
-    for (int f = 1; f < floors; ++f)
-      add(layout, rng, SynthClass::kCornice, bx0, floor_y(f), bx1, floor_y(f) + course);
+// String courses between floors, pillars between columns and the shop front with its door.
+void add_structure(Layout& layout, Rng& rng, const Facade& f) {
+  if (f.string_courses) {
+    const int course = std::max(1, f.px(0.008));
+    for (int floor = 1; floor < f.floors; ++floor)
+      add(layout, rng, SynthClass::kCornice, f.bx0, f.floor_y(floor), f.bx1,
+          f.floor_y(floor) + course);
   }
-  if (pillars) {
-    const int pillar_w = std::max(2, int(std::lround(column_width * 0.1)));
-    const int pillars_bottom = shop ? floors_bottom : floor_y(floors - 1);
-    for (int c = 1; c < columns; ++c)
-      add(layout, rng, SynthClass::kPillar, column_x(c) - pillar_w / 2, top,
-          column_x(c) - pillar_w / 2 + pillar_w, pillars_bottom);
+  if (f.pillars) {
+    const int pillar_w = std::max(2, int(std::lround(f.column_width * 0.1)));
+    const int pillars_bottom = f.shop ? f.floors_bottom : f.floor_y(f.floors - 1);
+    for (int c = 1; c < f.columns; ++c)
+      add(layout, rng, SynthClass::kPillar, f.column_x(c) - pillar_w / 2, f.top,
+          f.column_x(c) - pillar_w / 2 + pillar_w, pillars_bottom);
   }
-  if (shop) {
-    const int shop_y0 = shop_top + int(std::lround((by1 - shop_top) * rng.uniform(0.06, 0.2)));
-    const double inset = rng.uniform(0.04, 0.12);
-    for (int c = 0; c < columns; ++c) {
-      const int x0 = column_x(c), x1 = column_x(c + 1);
-      const int pad = int(std::lround((x1 - x0) * inset));
-      if (c == door_column) {
-        const int door_w = std::max(4, int(std::lround((x1 - x0) * rng.uniform(0.35, 0.6))));
-        const int door_x = (x0 + x1 - door_w) / 2;
-        add(layout, rng, SynthClass::kDoor, door_x, shop_y0, door_x + door_w, by1);
-      } else {
-        add(layout, rng, SynthClass::kShop, x0 + pad, shop_y0, x1 - pad, by1);
-      }
+  if (!f.shop) return;
+  const int shop_y0 = f.shop_top + int(std::lround((f.by1 - f.shop_top) * rng.uniform(0.06, 0.2)));
+  const double inset = rng.uniform(0.04, 0.12);
+  for (int c = 0; c < f.columns; ++c) {
+    const int x0 = f.column_x(c), x1 = f.column_x(c + 1);
+    const int pad = int(std::lround((x1 - x0) * inset));
+    if (c == f.door_column) {
+      const int door_w = std::max(4, int(std::lround((x1 - x0) * rng.uniform(0.35, 0.6))));
+      const int door_x = (x0 + x1 - door_w) / 2;
+      add(layout, rng, SynthClass::kDoor, door_x, shop_y0, door_x + door_w, f.by1);
+    } else {
+      add(layout, rng, SynthClass::kShop, x0 + pad, shop_y0, x1 - pad, f.by1);
     }
   }
+}
 
-  for (int f = 0; f < floors; ++f) {
-    const bool ground = !shop && f == floors - 1;
-    bool balcony = balconies != 0 && !ground && f > 0;
-    if (balcony_pattern == 1) balcony = balcony && f % 2 == 1;
-    if (balcony_pattern == 2) balcony = balcony && rng.chance(0.5);
-    const int fy0 = floor_y(f), fy1 = floor_y(f + 1);
-    const int wy0 = fy0 + window_top;
-    int wy1 = wy0 + window_h;
-    if (balcony)
-      wy1 = std::max(wy1, std::min(fy1 - 2, wy1 + int(std::lround(floor_height * 0.15))));
-    const int rail = std::max(2, int(std::lround(floor_height * 0.28)));
-    const int slab = std::max(1, int(std::lround(floor_height * 0.04)));
-    if (balcony && balconies == 2)
-      add(layout, rng, SynthClass::kBalcony, bx0 + px(0.02), wy1 - rail, bx1 - px(0.02),
-          wy1 + slab);
-    for (int c = 0; c < columns; ++c) {
-      if (ground && c == door_column) {
-        const double widest = std::min(column_width * 0.8, s * 0.16);
-        const int door_w =
-            std::max(4, int(std::lround(std::min(widest, window_w * rng.uniform(1.0, 1.5)))));
-        const int door_h = int(std::lround(floor_height * rng.uniform(0.7, 0.9)));
-        const int door_x = (column_x(c) + column_x(c + 1) - door_w) / 2;
-        add(layout, rng, SynthClass::kDoor, door_x, by1 - door_h, door_x + door_w, by1);
-        continue;
-      }
-      const int wx0 = (column_x(c) + column_x(c + 1) - window_w) / 2, wx1 = wx0 + window_w;
-      add(layout, rng, SynthClass::kWindow, wx0, wy0, wx1, wy1);
-      if (blinds == 1) {
-        const int shutter = std::max(2, int(std::lround(window_w * 0.45)));
-        if (rng.chance(0.12)) {
-          add(layout, rng, SynthClass::kBlind, wx0, wy0, wx1, wy1);  // closed
-        } else {
-          add(layout, rng, SynthClass::kBlind, wx0 - shutter, wy0, wx0, wy1);
-          add(layout, rng, SynthClass::kBlind, wx1, wy0, wx1 + shutter, wy1);
-        }
-      } else if (blinds == 2 && rng.chance(0.5)) {
-        add(layout, rng, SynthClass::kBlind, wx0, wy0, wx1,
-            wy0 + std::max(1, int(std::lround((wy1 - wy0) * rng.uniform(0.15, 0.7)))));
-      }
-      const int overhang = std::max(1, int(std::lround(window_w * 0.08)));
-      if (sills && !balcony)
-        add(layout, rng, SynthClass::kSill, wx0 - overhang, wy1, wx1 + overhang,
-            wy1 + std::max(1, int(std::lround(floor_height * 0.04))));
-      if (deco == 1) {
-        const int h = std::max(1, int(std::lround(floor_height * 0.07)));
-        const int gap = int(std::lround(floor_height * 0.025));
-        add(layout, rng, SynthClass::kDeco, wx0 - overhang, wy0 - gap - h, wx1 + overhang,
-            wy0 - gap);
-      } else if (deco == 2) {  // a triangular pediment, one row at a time
-        const int h = std::max(2, int(std::lround(floor_height * 0.12)));
-        const int half = window_w / 2 + overhang;
-        const int centre = (wx0 + wx1) / 2;
-        for (int row = 0; row < h; ++row) {
-          const int w = std::max(1, int(std::lround(half * (1.0 - double(row) / h))));
-          add(layout, rng, SynthClass::kDeco, centre - w, wy0 - 1 - row, centre + w, wy0 - row);
-        }
-      }
-      if (balcony && balconies == 1) {
-        const int side = std::max(1, int(std::lround(window_w * 0.2)));
-        add(layout, rng, SynthClass::kBalcony, wx0 - side, wy1 - rail, wx1 + side, wy1 + slab);
-      }
+// One window (wx0, wy0)-(wx1, wy1) with its blinds, sill, decoration and balcony.
+void add_window(Layout& layout, Rng& rng, const Facade& f, int wx0, int wy0, int wx1, int wy1,
+                bool balcony, int rail, int slab) {
+  add(layout, rng, SynthClass::kWindow, wx0, wy0, wx1, wy1);
+  if (f.blinds == 1) {
+    const int shutter = std::max(2, int(std::lround(f.window_w * 0.45)));
+    if (rng.chance(0.12)) {
+      add(layout, rng, SynthClass::kBlind, wx0, wy0, wx1, wy1);  // closed
+    } else {
+      add(layout, rng, SynthClass::kBlind, wx0 - shutter, wy0, wx0, wy1);
+      add(layout, rng, SynthClass::kBlind, wx1, wy0, wx1 + shutter, wy1);
+    }
+  } else if (f.blinds == 2 && rng.chance(0.5)) {
+    add(layout, rng, SynthClass::kBlind, wx0, wy0, wx1,
+        wy0 + std::max(1, int(std::lround((wy1 - wy0) * rng.uniform(0.15, 0.7)))));
+  }
+  const int overhang = std::max(1, int(std::lround(f.window_w * 0.08)));
+  if (f.sills && !balcony)
+    add(layout, rng, SynthClass::kSill, wx0 - overhang, wy1, wx1 + overhang,
+        wy1 + std::max(1, int(std::lround(f.floor_height * 0.04))));
+  if (f.deco == 1) {
+    const int h = std::max(1, int(std::lround(f.floor_height * 0.07)));
+    const int gap = int(std::lround(f.floor_height * 0.025));
+    add(layout, rng, SynthClass::kDeco, wx0 - overhang, wy0 - gap - h, wx1 + overhang, wy0 - gap);
+  } else if (f.deco == 2) {  // a triangular pediment, one row at a time
+    const int h = std::max(2, int(std::lround(f.floor_height * 0.12)));
+    const int half = f.window_w / 2 + overhang;
+    const int centre = (wx0 + wx1) / 2;
+    for (int row = 0; row < h; ++row) {
+      const int w = std::max(1, int(std::lround(half * (1.0 - double(row) / h))));
+      add(layout, rng, SynthClass::kDeco, centre - w, wy0 - 1 - row, centre + w, wy0 - row);
     }
   }
+  if (balcony && f.balconies == 1) {
+    const int side = std::max(1, int(std::lround(f.window_w * 0.2)));
+    add(layout, rng, SynthClass::kBalcony, wx0 - side, wy1 - rail, wx1 + side, wy1 + slab);
+  }
+}
+
+// Floor `floor`: its windows (the door in the ground floor's door column) and balconies.
+void add_floor(Layout& layout, Rng& rng, const Facade& f, int floor) {
+  const bool ground = !f.shop && floor == f.floors - 1;
+  bool balcony = f.balconies != 0 && !ground && floor > 0;
+  if (f.balcony_pattern == 1) balcony = balcony && floor % 2 == 1;
+  if (f.balcony_pattern == 2) balcony = balcony && rng.chance(0.5);
+  const int fy1 = f.floor_y(floor + 1);
+  const int wy0 = f.floor_y(floor) + f.window_top;
+  int wy1 = wy0 + f.window_h;
+  if (balcony)
+    wy1 = std::max(wy1, std::min(fy1 - 2, wy1 + int(std::lround(f.floor_height * 0.15))));
+  const int rail = std::max(2, int(std::lround(f.floor_height * 0.28)));
+  const int slab = std::max(1, int(std::lround(f.floor_height * 0.04)));
+  if (balcony && f.balconies == 2)
+    add(layout, rng, SynthClass::kBalcony, f.bx0 + f.px(0.02), wy1 - rail, f.bx1 - f.px(0.02),
+        wy1 + slab);
+  for (int c = 0; c < f.columns; ++c) {
+    if (ground && c == f.door_column) {
+      const double widest = std::min(f.column_width * 0.8, f.s * 0.16);
+      const int door_w =
+          std::max(4, int(std::lround(std::min(widest, f.window_w * rng.uniform(1.0, 1.5)))));
+      const int door_h = int(std::lround(f.floor_height * rng.uniform(0.7, 0.9)));
+      const int door_x = (f.column_x(c) + f.column_x(c + 1) - door_w) / 2;
+      add(layout, rng, SynthClass::kDoor, door_x, f.by1 - door_h, door_x + door_w, f.by1);
+      continue;
+    }
+    const int wx0 = (f.column_x(c) + f.column_x(c + 1) - f.window_w) / 2;
+    add_window(layout, rng, f, wx0, wy0, wx0 + f.window_w, wy1, balcony, rail, slab);
+  }
+}
+
+Layout make_layout(Rng& rng, int size) {
+  Layout layout;
+  layout.size = size;
+  Facade facade = add_outline(layout, rng, size);
+  draw_grid(facade, rng);
+  add_structure(layout, rng, facade);
+  for (int floor = 0; floor < facade.floors; ++floor) add_floor(layout, rng, facade, floor);
   return layout;
 }
 
@@ -765,7 +774,7 @@ SynthPair render_synth_pair(uint64_t seed, int size) {
 uint64_t synth_pair_seed(uint64_t dataset_seed, const std::string& split, int index) {
   uint64_t split_hash = 0xCBF29CE484222325ULL;  // FNV-1a
   for (unsigned char c : split) split_hash = (split_hash ^ c) * 0x100000001B3ULL;
-  return mix64(mix64(mix64(dataset_seed) ^ split_hash) ^ uint64_t(uint32_t(index)));
+  return mix_seed(dataset_seed, split_hash, uint64_t(uint32_t(index)));
 }
 
 Image synth_aligned_image(const SynthPair& pair) {
@@ -804,7 +813,7 @@ SynthSummary write_synth_dataset(const std::string& out, const SynthOptions& opt
       throw Error(folder.string(), "exists and is not a folder");
     if (!fs::is_empty(folder, error) && !options.force)
       throw Error(folder.string(),
-                  "already exists and is not empty; refusing to overwrite it (use --force)");
+                  "already exists and is not empty; refusing to overwrite it (use `force`)");
   }
 
   const auto start = std::chrono::steady_clock::now();

@@ -78,7 +78,7 @@ SavedState read_saved_state(const std::string& path) {
 
 // The options the run started with: the state's own copy, else (older runs) options.json.
 Json stored_options(const SavedState& state, const std::string& state_path,
-                    const std::string& run_dir) {
+                    const RunDirectory& run) {
   if (!state.options.empty()) {
     try {
       return Json::parse(state.options).at("options");
@@ -86,19 +86,19 @@ Json stored_options(const SavedState& state, const std::string& state_path,
       throw Error(state_path, "its stored options are not valid JSON");
     }
   }
-  std::ifstream file(run_dir + "/options.json");
+  std::ifstream file(run.options());
   try {
     return Json::parse(file).at("options");
   } catch (const std::exception&) {
-    throw Error(run_dir + "/options.json", "missing or unreadable: cannot check --resume");
+    throw Error(run.options(), "missing or unreadable: cannot check the options of a `resume`");
   }
 }
 
 }  // namespace
 
-Checkpointer::Checkpointer(std::string dir, std::string options_json, int64_t batch_size,
+Checkpointer::Checkpointer(RunDirectory run, std::string options_json, int64_t batch_size,
                            bool writer)
-    : dir_(std::move(dir)),
+    : run_(std::move(run)),
       options_json_(std::move(options_json)),
       batch_size_(batch_size),
       writer_(writer) {}
@@ -108,14 +108,14 @@ void Checkpointer::save_weights(const std::string& prefix, Pix2PixStep& model) c
   auto check = [&](torch::nn::Module& module, const char* net) {
     for (const auto& [key, value] : module_state_dict(module))
       if (value.is_floating_point() && !at::isfinite(value).all().item<bool>())
-        throw Error(dir_ + "/" + prefix + "_net_" + net + ".pth",
+        throw Error(run_.weights(prefix, net),
                     "not saved: '" + key + "' holds non-finite values", ErrorKind::kRuntime);
   };
   check(model.generator(), "G");
   if (model.discriminator()) check(*model.discriminator(), "D");
-  write_state_dict(dir_ + "/" + prefix + "_net_G.pth", module_state_dict(model.generator()));
+  write_state_dict(run_.weights(prefix, "G"), module_state_dict(model.generator()));
   if (model.discriminator())
-    write_state_dict(dir_ + "/" + prefix + "_net_D.pth", module_state_dict(*model.discriminator()));
+    write_state_dict(run_.weights(prefix, "D"), module_state_dict(*model.discriminator()));
 }
 
 void Checkpointer::save_state(Pix2PixStep& model, const LrSchedule& schedule,
@@ -145,19 +145,18 @@ void Checkpointer::save_state(Pix2PixStep& model, const LrSchedule& schedule,
       at::tensor(at::ArrayRef<uint8_t>(reinterpret_cast<const uint8_t*>(options_json_.data()),
                                        options_json_.size()))
           .clone());
-  write_state_dict(dir_ + "/latest_state.pt", state);
+  write_state_dict(run_.state(), state);
 }
 
-RunPosition restore_checkpoint(const std::string& run_dir, const TrainOptions& options,
+RunPosition restore_checkpoint(const RunDirectory& run, const TrainOptions& options,
                                Pix2PixStep& model, LrSchedule& schedule) {
-  const std::string checkpoint_dir = run_dir + "/checkpoints";
-  const std::string state_path = checkpoint_dir + "/latest_state.pt";
+  const std::string state_path = run.state();
   SavedState state = read_saved_state(state_path);
   // Weights from the state itself (older runs: from latest_net_*.pth beside it).
-  if (state.net_g.empty()) state.net_g = read_state_dict(checkpoint_dir + "/latest_net_G.pth");
+  if (state.net_g.empty()) state.net_g = read_state_dict(run.weights("latest", "G"));
   load_state_dict(model.generator(), state.net_g, state_path);
   if (model.discriminator()) {
-    if (state.net_d.empty()) state.net_d = read_state_dict(checkpoint_dir + "/latest_net_D.pth");
+    if (state.net_d.empty()) state.net_d = read_state_dict(run.weights("latest", "D"));
     load_state_dict(*model.discriminator(), state.net_d, state_path);
   }
   model.optimizer_g().load_state(state.opt_g, state_path);
@@ -175,13 +174,13 @@ RunPosition restore_checkpoint(const std::string& run_dir, const TrainOptions& o
 
   // The run must continue with the options it started with, except those that only steer
   // logging, speed or the length of the run.
-  const Json stored = stored_options(state, state_path, run_dir);
+  const Json stored = stored_options(state, state_path, run);
   std::string changed;
   for (const std::string& conflict :
        detail::resume_conflicts(stored, detail::options_json(options)))
     changed += (changed.empty() ? "" : ", ") + conflict;
   if (!changed.empty())
-    throw Error(run_dir, "--resume with options that differ from the run's: " + changed);
+    throw Error(run.path, "`resume` with options that differ from the run's: " + changed);
   return state.position;
 }
 

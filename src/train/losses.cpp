@@ -3,29 +3,22 @@
 #include <ATen/ATen.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include "names_table.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix {
 
-GanMode parse_gan_mode(const std::string& name) {
-  if (name == "vanilla") return GanMode::kVanilla;
-  if (name == "lsgan") return GanMode::kLsgan;
-  if (name == "wgangp") return GanMode::kWgangp;
-  throw Error::option("gan_mode",
-                      "unknown GAN loss '" + name + "' (expected vanilla, lsgan or wgangp)");
+template <>
+const std::vector<std::string>& names<GanMode>() {
+  static const std::vector<std::string> list = {"vanilla", "lsgan", "wgangp"};
+  return list;
 }
 
-std::string to_string(GanMode mode) {
-  switch (mode) {
-    case GanMode::kVanilla:
-      return "vanilla";
-    case GanMode::kLsgan:
-      return "lsgan";
-    case GanMode::kWgangp:
-      return "wgangp";
-  }
-  return "?";
+GanMode parse_gan_mode(const std::string& name) {
+  return detail::parse_name<GanMode>(name, "gan_mode", "GAN loss");
 }
+
+std::string to_string(GanMode mode) { return detail::name_of(mode); }
 
 at::Tensor gan_loss(const at::Tensor& prediction, bool target_is_real, GanMode mode) {
   switch (mode) {

@@ -9,6 +9,7 @@
 #include <cmath>
 #include <limits>
 
+#include "names_table.h"
 #include "pix2pix/error.h"
 #include "train/adam_kernel.h"
 
@@ -169,28 +170,17 @@ void Adam::load_state(const StateDict& state, const std::string& source) {
   states_ = std::move(loaded);
 }
 
-LrPolicy parse_lr_policy(const std::string& name) {
-  if (name == "linear") return LrPolicy::kLinear;
-  if (name == "step") return LrPolicy::kStep;
-  if (name == "cosine") return LrPolicy::kCosine;
-  if (name == "plateau") return LrPolicy::kPlateau;
-  throw Error::option("lr_policy",
-                      "unknown policy '" + name + "' (expected linear, step, cosine or plateau)");
+template <>
+const std::vector<std::string>& names<LrPolicy>() {
+  static const std::vector<std::string> list = {"linear", "step", "cosine", "plateau"};
+  return list;
 }
 
-std::string to_string(LrPolicy policy) {
-  switch (policy) {
-    case LrPolicy::kLinear:
-      return "linear";
-    case LrPolicy::kStep:
-      return "step";
-    case LrPolicy::kCosine:
-      return "cosine";
-    case LrPolicy::kPlateau:
-      return "plateau";
-  }
-  return "?";
+LrPolicy parse_lr_policy(const std::string& name) {
+  return detail::parse_name<LrPolicy>(name, "lr_policy", "policy");
 }
+
+std::string to_string(LrPolicy policy) { return detail::name_of(policy); }
 
 LrSchedule::LrSchedule(ScheduleOptions options)
     : options_(options), best_(std::numeric_limits<double>::infinity()) {

@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "io/atomic_file.h"
+#include "names_table.h"
 #include "pix2pix/cpu.h"
 #include "pix2pix/error.h"
 #include "pix2pix/io/image_io.h"
@@ -206,7 +207,7 @@ class Trainer {
   Communicator* communicator_ = nullptr;  // with more than one rank only
   int rank_ = 0, world_size_ = 1;
   bool writer_ = true;  // rank 0 writes the run directory and reports
-  std::string run_dir_, checkpoint_dir_;
+  RunDirectory run_;
   std::vector<std::shared_ptr<RunLogger>> loggers_;
 
   std::shared_ptr<const Dataset> train_set_, val_set_;
@@ -238,8 +239,7 @@ Trainer::Trainer(const TrainOptions& options, const TrainContext& context)
   }
   writer_ = rank_ == 0;
   loggers_ = context.loggers;
-  run_dir_ = run_directory(options);
-  checkpoint_dir_ = run_dir_ + "/checkpoints";
+  run_.path = run_directory(options);
 }
 
 TrainResult Trainer::run() {
@@ -253,10 +253,10 @@ TrainResult Trainer::run() {
   for (const std::string& message : skipped_in_scan_) bad_file(message);
   if (options_.validate_first && val_set_ && !options_.resume)
     result_.first_val_l1 = validate(position_.epoch - 1);
-  say(fmt::format("training {} on {} ({} pairs, {} batches per epoch), epochs {}..{}", run_dir_,
+  say(fmt::format("training {} on {} ({} pairs, {} batches per epoch), epochs {}..{}", run_.path,
                   options_.data, train_set_->size(), steps_per_epoch_, position_.epoch,
                   last_epoch_));
-  result_.run_dir = run_dir_;
+  result_.run_dir = run_.path;
   run_start_ = Clock::now();
   while (position_.epoch <= last_epoch_) {
     if (!run_epoch()) {
@@ -270,7 +270,7 @@ TrainResult Trainer::run() {
       break;
     }
   }
-  if (interval_.steps > 0) {  // the steps since the last train row, so that none goes unlogged
+  if (interval_.steps > 0) {  // out of time at an epoch's end: the steps since the last row
     log_interval();
     saved();
   }
@@ -286,11 +286,11 @@ void Trainer::check_options() {
     throw Error::option("name", "'" + options_.name + "' must be a plain folder name");
   if (options_.accumulate < 1) throw Error::option("accumulate", "must be at least 1");
   pix2pix::validate(options_.transform);
-  if (options_.resume && !fs::exists(checkpoint_dir_ + "/latest_state.pt"))
-    throw Error(run_dir_, "nothing to resume: no checkpoints/latest_state.pt");
-  if (!options_.resume && fs::exists(checkpoint_dir_) && !fs::is_empty(checkpoint_dir_))
-    throw Error(run_dir_,
-                "a run with checkpoints exists; use --resume to continue it or another --name");
+  if (options_.resume && !fs::exists(run_.state()))
+    throw Error(run_.path, "nothing to resume: no checkpoints/latest_state.pt");
+  if (!options_.resume && fs::exists(run_.checkpoints()) && !fs::is_empty(run_.checkpoints()))
+    throw Error(run_.path,
+                "a run with checkpoints exists; use `resume` to continue it or another `name`");
 }
 
 void Trainer::prepare_data() {
@@ -323,9 +323,9 @@ void Trainer::scan_for_bad_files(std::shared_ptr<const Dataset>& set,
   if (options_.on_bad_file == BadFilePolicy::kFail) {
     std::string more;
     if (bad.size() > 1)
-      more = fmt::format(" (and {} more bad file{} in {}; `pix2pix data check {}` lists them)",
+      more = fmt::format(" (and {} more bad file{} in {}; `check_dataset({})` lists them)",
                          bad.size() - 1, bad.size() > 2 ? "s" : "", folder, options_.data);
-    throw Error(bad.front().message + more + "; --on-bad-file skip trains without them");
+    throw Error(bad.front().message + more + "; `on_bad_file` skip trains without them");
   }
   std::vector<size_t> indices;
   for (const BadEntry& entry : bad) {
@@ -350,7 +350,7 @@ void Trainer::build_models() {
   if (!options_.init_g.empty())
     load_state_dict(*generator_, read_state_dict(options_.init_g), options_.init_g);
   if (!options_.init_d.empty()) {
-    if (!discriminator_) throw Error::option("init_D", "there is no discriminator with --no-gan");
+    if (!discriminator_) throw Error::option("init_D", "there is no discriminator with `no_gan`");
     load_state_dict(*discriminator_, read_state_dict(options_.init_d), options_.init_d);
   }
   at::globalContext().setDeterministicAlgorithms(options_.deterministic, /*warn_only=*/false);
@@ -374,16 +374,16 @@ void Trainer::build_models() {
 // A fresh run records its options and model; a resumed one continues from its checkpoint.
 void Trainer::start_or_restore() {
   if (writer_) {
-    fs::create_directories(checkpoint_dir_);
-    fs::create_directories(run_dir_ + "/samples");
+    fs::create_directories(run_.checkpoints());
+    fs::create_directories(run_.samples());
   }
-  checkpointer_ = std::make_unique<Checkpointer>(checkpoint_dir_, options_to_json(options_),
+  checkpointer_ = std::make_unique<Checkpointer>(run_, options_to_json(options_),
                                                  options_.loader.batch_size, writer_);
   position_ =
       RunPosition{options_.schedule.epoch_count, 0, 0, std::numeric_limits<double>::infinity()};
   if (options_.resume) {
-    position_ = restore_checkpoint(run_dir_, options_, *model_, *schedule_);
-    say(fmt::format("resuming {} at epoch {}, step {}", run_dir_, position_.epoch,
+    position_ = restore_checkpoint(run_, options_, *model_, *schedule_);
+    say(fmt::format("resuming {} at epoch {}, step {}", run_.path, position_.epoch,
                     position_.global_step));
   } else {
     write_run_record();
@@ -394,9 +394,9 @@ void Trainer::start_or_restore() {
 
 void Trainer::write_run_record() {
   if (!writer_) return;
-  detail::write_file_atomically(run_dir_ + "/options.json", options_to_json(options_));
+  detail::write_file_atomically(run_.options(), options_to_json(options_));
   detail::write_file_atomically(
-      run_dir_ + "/model.txt",
+      run_.model_txt(),
       fmt::format(
           "generator {}: {} parameters\ndiscriminator {}: {} parameters, receptive field {}\n"
           "cpu: {}\n",
@@ -452,8 +452,8 @@ void Trainer::make_loaders() {
 void Trainer::open_loggers() {
   if (!writer_) return;
   std::vector<std::shared_ptr<RunLogger>> own;
-  own.push_back(std::make_shared<MetricsFile>(run_dir_ + "/metrics.jsonl"));
-  if (options_.tensorboard) own.push_back(std::make_shared<TensorBoardLogger>(run_dir_ + "/tb"));
+  own.push_back(std::make_shared<MetricsFile>(run_.metrics()));
+  if (options_.tensorboard) own.push_back(std::make_shared<TensorBoardLogger>(run_.tensorboard()));
   loggers_.insert(loggers_.begin(), own.begin(), own.end());
 }
 
@@ -486,7 +486,7 @@ bool Trainer::run_epoch() {
     const int64_t step = position_.global_step;
     if (step % std::max<int64_t>(options_.print_every, 1) == 0) log_interval();
     if (writer_ && options_.sample_every > 0 && step % options_.sample_every == 0) {
-      const std::string png = fmt::format("{}/samples/step{:07d}.png", run_dir_, step);
+      const std::string png = fmt::format("{}/step{:07d}.png", run_.samples(), step);
       write_sample(png, *generator_, batches->back().first, batches->back().second);
       sample("samples/train", step, png);
     }
@@ -550,10 +550,10 @@ void Trainer::guard_nonfinite(const StepStats& stats) {
                   nonfinite_in_row_));
   if (options_.max_nonfinite > 0 && nonfinite_in_row_ >= options_.max_nonfinite) {
     save_state();
-    throw Error(run_dir_,
+    throw Error(run_.path,
                 fmt::format("{} steps in a row had a non-finite loss or gradient (last at step "
                             "{}); stopped. checkpoints/ holds the last finite weights (a lower "
-                            "--lr may help)",
+                            "`lr` may help)",
                             nonfinite_in_row_, step),
                 ErrorKind::kRuntime);
   }
@@ -615,7 +615,7 @@ double Trainer::validate(int64_t epoch) {
              {"val_L1", val_l1},
              {"val_PSNR", val_psnr}});
     say(fmt::format("epoch {} validation: L1 {:.4f}  PSNR {:.2f} dB", epoch, val_l1, val_psnr));
-    const std::string png = fmt::format("{}/samples/epoch{:03d}.png", run_dir_, epoch);
+    const std::string png = fmt::format("{}/epoch{:03d}.png", run_.samples(), epoch);
     write_epoch_sample(png, *generator_, *val_loader_, 3, on_bad_val);
     sample("samples/val", step, png);
   }
@@ -630,6 +630,8 @@ double Trainer::validate(int64_t epoch) {
 // Validation, the schedule, checkpoints.
 void Trainer::end_epoch() {
   const int64_t epoch = position_.epoch;
+  // The run's last steps are logged before its last validation, as every earlier epoch's were.
+  if (epoch == last_epoch_ && interval_.steps > 0) log_interval();
   if (val_set_) {
     const double val_l1 = validate(epoch);
     schedule_->observe(val_l1);
@@ -650,6 +652,7 @@ void Trainer::end_epoch() {
 // Stopped inside an epoch: validated when out of time (the run ends here; the schedule is not
 // stepped), and a checkpoint that continues the epoch where it left off.
 void Trainer::stop_early() {
+  if (interval_.steps > 0) log_interval();
   if (result_.stopped_by_time && val_set_) {
     const double val_l1 = validate(position_.epoch);
     result_.last_val_l1 = val_l1;
@@ -658,7 +661,6 @@ void Trainer::stop_early() {
       checkpointer_->save_weights("best", *model_);
     }
   }
-  if (interval_.steps > 0) log_interval();
   save_state();
   saved();
 }
@@ -712,12 +714,12 @@ void Trainer::on_bad(const Error& error) {
   if (position_.global_step > first_step_) {
     save_state();
     saved = fmt::format(
-        " (at step {}; checkpoint saved: --resume --on-bad-file skip goes on "
+        " (at step {}; checkpoint saved: `resume` with `on_bad_file` skip goes on "
         "without it)",
         position_.global_step);
   }
   throw Error(
-      error.what() + saved + (saved.empty() ? "; --on-bad-file skip trains without it" : ""),
+      error.what() + saved + (saved.empty() ? "; `on_bad_file` skip trains without it" : ""),
       ErrorKind::kInput);
 }
 
@@ -745,14 +747,16 @@ std::string options_to_json(const TrainOptions& options) {
          "\n";
 }
 
-std::string to_string(BadFilePolicy policy) {
-  return policy == BadFilePolicy::kSkip ? "skip" : "fail";
+template <>
+const std::vector<std::string>& names<BadFilePolicy>() {
+  static const std::vector<std::string> list = {"fail", "skip"};
+  return list;
 }
 
+std::string to_string(BadFilePolicy policy) { return detail::name_of(policy); }
+
 BadFilePolicy parse_bad_file_policy(const std::string& name) {
-  if (name == "fail") return BadFilePolicy::kFail;
-  if (name == "skip") return BadFilePolicy::kSkip;
-  throw Error::option("on_bad_file", "unknown policy '" + name + "' (expected fail or skip)");
+  return detail::parse_name<BadFilePolicy>(name, "on_bad_file", "policy");
 }
 
 TrainResult train(const TrainOptions& options, const TrainContext& context) {

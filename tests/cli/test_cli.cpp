@@ -2,12 +2,15 @@
 // weights it writes (checked against the PyTorch reference).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <sstream>
 #include <nlohmann/json.hpp>
 
 #include "test_util.h"
+#include "train/train_options.h"
 
 namespace pix2pix {
 namespace {
@@ -74,6 +77,48 @@ TEST(Cli, RejectsBadUsageWithOneLineAndExitTwo) {
     EXPECT_EQ(count_lines(result.output), 1) << result.output;
     EXPECT_EQ(result.output.rfind("error: ", 0), 0u) << result.output;
   }
+}
+
+// Each training option has its flag in `train`, named and described by the options table: an
+// option added to the table without a flag, or a flag with its own help, fails here.
+TEST(Cli, TrainHasTheTablesFlagForEveryOption) {
+  const auto help = run_cli("train --help");
+  ASSERT_EQ(help.exit_code, 0) << help.output;
+  std::vector<std::string> lines;
+  std::istringstream in(help.output);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  for (const detail::OptionField& field : detail::option_fields()) {
+    std::string flag = field.key;
+    std::replace(flag.begin(), flag.end(), '_', '-');
+    flag = (field.negated_flag ? "--no-" : "--") + flag;
+    // "  --flag TYPE=default  help", the help on the next line when the first is long.
+    auto line = std::find_if(lines.begin(), lines.end(), [&](const std::string& l) {
+      const size_t start = l.find_first_not_of(' ');
+      return start != std::string::npos && l.compare(start, flag.size(), flag) == 0 &&
+             (l.size() == start + flag.size() || l[start + flag.size()] == ' ');
+    });
+    ASSERT_NE(line, lines.end()) << flag << " is not a flag of train";
+    const std::string text = *line + (line + 1 != lines.end() ? " " + *(line + 1) : "");
+    EXPECT_NE(text.find(field.doc), std::string::npos) << flag << " lacks its help: " << field.doc;
+  }
+}
+
+// The library names its options by field (`num_downs`); the CLI shows the running command's
+// flags in their place, in the leading field and inside the text.
+TEST(Cli, LibraryMessagesShowTheCommandsFlags) {
+  auto result = run_cli("model --netG unet_256 --num-downs 6");
+  EXPECT_NE(result.output.find("error: --num-downs: 6 contradicts --netG unet_256 (depth 8); use "
+                               "--netG unet with --num-downs"),
+            std::string::npos)
+      << result.output;
+  EXPECT_EQ(result.output.find('`'), std::string::npos) << result.output;
+  const std::string dir = test::temp_dir();
+  std::ofstream(dir + "/G.pth") << "not a checkpoint";
+  result = run_cli("translate --weights " + dir + "/G.pth --epoch 3 --out " + dir + "/out " + dir +
+                   "/G.pth");
+  EXPECT_EQ(result.exit_code, 2) << result.output;
+  EXPECT_NE(result.output.find("--epoch: needs a run directory as --weights; "), std::string::npos)
+      << result.output;
 }
 
 TEST(Cli, ModelSummary) {

@@ -449,7 +449,7 @@ TEST(EvalFolders, MetricsAndMeansWithoutFidWeights) {
   EXPECT_DOUBLE_EQ(report.mean.l1, mean_metrics(expected).l1);
   EXPECT_GT(report.images[0].metrics.psnr, report.images[2].metrics.psnr);
   EXPECT_FALSE(report.fid_available);
-  EXPECT_NE(report.fid_unavailable.find("--fid-weights"), std::string::npos);
+  EXPECT_NE(report.fid_unavailable.find("`fid_weights`"), std::string::npos);
   const Json json = Json::parse(eval_report_json(report));
   EXPECT_TRUE(json["fid"].is_null());
   EXPECT_EQ(json["images"].size(), 3u);

@@ -192,12 +192,10 @@ TEST(TensorBoardWriter, TrainingLogsEveryMetricsRowAndSample) {
 
   // Every numeric field of every metrics.jsonl row (but its step) is a scalar "kind/key" at the
   // row's step, with the row's value (TensorBoard stores float32).
-  std::ifstream metrics(run + "/metrics.jsonl");
-  std::string line;
   int rows = 0, val_rows = 0;
   size_t next_event = 1;
-  while (std::getline(metrics, line)) {
-    const Json row = Json::parse(line);
+  for (const Json& row : test::metrics_rows(run)) {
+    const std::string line = row.dump();
     ++rows;
     const std::string kind = row["kind"];
     val_rows += kind == "val";

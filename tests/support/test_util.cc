@@ -159,10 +159,10 @@ TrainOptions small_train_options(const std::string& data, const std::string& dir
 
 std::vector<nlohmann::json> metrics_rows(const std::string& run, const std::string& kind) {
   std::vector<nlohmann::json> rows;
-  std::ifstream in(run + "/metrics.jsonl");
+  std::ifstream in(RunDirectory{run}.metrics());
   for (std::string line; std::getline(in, line);) {
     auto row = nlohmann::json::parse(line);
-    if (row["kind"] == kind) rows.push_back(row);
+    if (kind.empty() || row["kind"] == kind) rows.push_back(row);
   }
   return rows;
 }

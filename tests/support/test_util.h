@@ -74,8 +74,8 @@ std::string small_synth_data(const std::string& dir);
 TrainOptions small_train_options(const std::string& data, const std::string& dir,
                                  const std::string& name);
 
-/// The rows of RUN/metrics.jsonl whose "kind" is `kind`, in order.
-std::vector<nlohmann::json> metrics_rows(const std::string& run, const std::string& kind);
+/// The rows of RUN/metrics.jsonl whose "kind" is `kind` (empty: every row), in order.
+std::vector<nlohmann::json> metrics_rows(const std::string& run, const std::string& kind = "");
 
 /// Quotes a string for /bin/sh.
 std::string shell_quote(const std::string& s);

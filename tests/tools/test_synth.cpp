@@ -372,7 +372,7 @@ TEST(Synth, RefusesANonEmptySplitFolderUnlessForced) {
     FAIL() << "wrote into a non-empty folder";
   } catch (const Error& e) {
     EXPECT_NE(std::string(e.what()).find(dir + "/test"), std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("--force"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("`force`"), std::string::npos) << e.what();
   }
   // Checked before anything was written.
   EXPECT_FALSE(fs::exists(dir + "/train"));

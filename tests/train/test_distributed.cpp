@@ -375,13 +375,7 @@ TEST(DistributedTrain, TwoRanksGiveTheWeightsOfOneProcessWithTheCombinedBatch) {
   }
   // The logged losses are the ranks' mean: the one-process batch's to float rounding.
   auto last_train_row = [&](const std::string& name) {
-    std::ifstream in(dir + "/runs/" + name + "/metrics.jsonl");
-    nlohmann::json row;
-    for (std::string line; std::getline(in, line);) {
-      auto parsed = nlohmann::json::parse(line);
-      if (parsed["kind"] == "train") row = parsed;
-    }
-    return row;
+    return test::metrics_rows(dir + "/runs/" + name, "train").back();
   };
   const auto two_row = last_train_row("two"), one_row = last_train_row("one");
   EXPECT_EQ(two_row["step"], 5);

@@ -67,11 +67,9 @@ TEST(TrainRun, WritesTheRunDirectory) {
   EXPECT_EQ(options["options"]["ngf"], 8);
   EXPECT_NE(std::find(options["non_defaults"].begin(), options["non_defaults"].end(), "ngf"),
             options["non_defaults"].end());
-  std::ifstream metrics(run + "/metrics.jsonl");
   int train_rows = 0, val_rows = 0;
   std::vector<double> lrs;
-  for (std::string line; std::getline(metrics, line);) {
-    auto row = nlohmann::json::parse(line);
+  for (const auto& row : test::metrics_rows(run)) {
     if (row["kind"] == "train") {
       ++train_rows;
       EXPECT_TRUE(row.contains("D_acc_real"));
@@ -202,12 +200,9 @@ TEST(TrainRun, AccumulateCountsOptimiserSteps) {
   o.schedule.n_epochs_decay = 0;
   o.print_every = 1;
   EXPECT_EQ(train(o).steps, 2);
-  std::ifstream metrics(dir + "/runs/accumulated/metrics.jsonl");
   std::vector<int64_t> epoch_steps;
-  for (std::string line; std::getline(metrics, line);) {
-    auto row = nlohmann::json::parse(line);
-    if (row["kind"] == "train") epoch_steps.push_back(row["epoch_step"].get<int64_t>());
-  }
+  for (const auto& row : test::metrics_rows(dir + "/runs/accumulated", "train"))
+    epoch_steps.push_back(row["epoch_step"].get<int64_t>());
   EXPECT_EQ(epoch_steps, (std::vector<int64_t>{4, 6}));  // batches consumed
 }
 
@@ -534,11 +529,7 @@ TEST(TrainRun, LogsTheLastPartialIntervalAndReportsToItsLoggers) {
   EXPECT_EQ(steps, (std::vector<int64_t>{5, 10, 12}));
 
   // The recorder saw what metrics.jsonl holds, in order, and the samples the run wrote.
-  std::ifstream metrics(dir + "/runs/short/metrics.jsonl");
-  std::vector<nlohmann::json> file_rows;
-  for (std::string line; std::getline(metrics, line);)
-    file_rows.push_back(nlohmann::json::parse(line));
-  EXPECT_EQ(recorder->rows, file_rows);
+  EXPECT_EQ(recorder->rows, test::metrics_rows(dir + "/runs/short"));
   EXPECT_EQ(recorder->samples, (std::vector<std::string>{"samples/train " + dir +
                                                          "/runs/short/samples/step0000003.png"}));
   EXPECT_EQ(recorder->saved_at, (std::vector<int64_t>{3}));

@@ -30,12 +30,9 @@ TEST(TrainerSlow, FacadesRunDrivesValidationL1Down) {
   options.schedule.n_epochs_decay = 0;
   options.sample_every = 0;
   train(options);
-  std::ifstream metrics(dir + "/facades/metrics.jsonl");
   std::vector<double> val_l1;
-  for (std::string line; std::getline(metrics, line);) {
-    auto row = nlohmann::json::parse(line);
-    if (row["kind"] == "val") val_l1.push_back(row["val_L1"].get<double>());
-  }
+  for (const auto& row : test::metrics_rows(dir + "/facades", "val"))
+    val_l1.push_back(row["val_L1"].get<double>());
   ASSERT_EQ(val_l1.size(), 2u);
   // An untrained generator outputs about 0 (grey): its L1 to the photos is about 0.5.
   EXPECT_LT(val_l1.back(), 0.45) << "validation L1 per epoch: " << val_l1[0] << ", " << val_l1[1];

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "pix2pix/io/image_io.h"
+#include "pix2pix/names.h"
 
 namespace pix2pix {
 
@@ -25,6 +26,9 @@ enum class Direction {
   kAtoB,  ///< input A, target B
   kBtoA,  ///< input B, target A (facades: photo|label, so BtoA maps labels to photos)
 };
+/// The directions' names (names.h).
+template <>
+const std::vector<std::string>& names<Direction>();
 
 /// "AtoB" | "BtoA"; throws pix2pix::Error otherwise.
 Direction parse_direction(const std::string& name);
@@ -37,6 +41,9 @@ enum class DatasetLayout {
   kPairedFolders,  ///< <root>/A/<split>/* and <root>/B/<split>/*, matched by file stem
   kSingle,         ///< <root>/* or <root>/<split>/*: inputs only (translation); target left empty
 };
+/// The layouts' names (names.h).
+template <>
+const std::vector<std::string>& names<DatasetLayout>();
 
 /// "auto" | "aligned" | "paired" | "single".
 std::string to_string(DatasetLayout layout);

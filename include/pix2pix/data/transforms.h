@@ -13,8 +13,10 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "pix2pix/io/image_io.h"
+#include "pix2pix/names.h"
 
 namespace pix2pix {
 
@@ -36,9 +38,12 @@ enum class Preprocess {
   /// we keep the size and let the generator's divisibility check reject sizes it cannot take.
   kNone,
 };
+/// The preprocess modes' names (names.h).
+template <>
+const std::vector<std::string>& names<Preprocess>();
 
 /// "resize_and_crop" | "crop" | "scale_width" | "scale_width_and_crop" | "none"; throws
-/// pix2pix::Error("--preprocess: ...") otherwise.
+/// pix2pix::Error::option("preprocess", ...) otherwise.
 Preprocess parse_preprocess(const std::string& name);
 /// The name parse_preprocess accepts.
 std::string to_string(Preprocess preprocess);
@@ -51,8 +56,11 @@ enum class ResizeFilter {
   kBilinear,  ///< Pillow's BILINEAR (antialiased triangle filter)
   kNearest,   ///< Pillow's NEAREST (exact), as the TensorFlow 2 tutorial resizes
 };
+/// The filters' names (names.h).
+template <>
+const std::vector<std::string>& names<ResizeFilter>();
 
-/// "bicubic" | "bilinear" | "nearest"; throws pix2pix::Error("--resize-filter: ...") otherwise.
+/// "bicubic" | "bilinear" | "nearest"; throws pix2pix::Error::option("resize_filter", ...) otherwise.
 ResizeFilter parse_resize_filter(const std::string& name);
 /// The name parse_resize_filter accepts.
 std::string to_string(ResizeFilter filter);
@@ -64,7 +72,7 @@ struct CropSize {
 };
 
 /// "256" (square) or "256x512" (height x width, as tensors are laid out: H then W); both
-/// positive. Throws pix2pix::Error("--crop-size: ...") otherwise.
+/// positive. Throws pix2pix::Error::option("crop_size", ...) otherwise.
 CropSize parse_crop_size(const std::string& text);
 /// "256" for square crops, else "HxW".
 std::string to_string(const CropSize& size);

@@ -7,6 +7,9 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
+
+#include "pix2pix/names.h"
 
 namespace torch::nn {
 class Module;
@@ -22,6 +25,9 @@ enum class Precision {
               ///< norm statistics, biases, outputs and losses are float32. What is kept in
               ///< which type: docs/performance.md, "include/pix2pix/models/compute.h".
 };
+/// The precisions' names (names.h); parse_precision also takes "auto".
+template <>
+const std::vector<std::string>& names<Precision>();
 
 /// "fp32" | "bf16" | "auto" (also "float32", "bfloat16"). "auto" is bf16 where the CPU computes
 /// in bfloat16 natively (cpu_features().bf16_arithmetic()), else fp32.
@@ -43,6 +49,9 @@ enum class TransposedConv {
               ///< is >= gradient_min_side, else torch's; also convolutions on maps of at most
               ///< matmul_max_side_float32 a side as a matrix product
 };
+/// The transposed-convolution forms' names (names.h).
+template <>
+const std::vector<std::string>& names<TransposedConv>();
 
 /// "native" | "gradient" | "auto".
 TransposedConv parse_transposed_conv(const std::string& name);

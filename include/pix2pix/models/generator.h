@@ -10,8 +10,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "pix2pix/models/norm.h"
+#include "pix2pix/names.h"
 
 namespace torch::nn {
 class SequentialImpl;
@@ -29,6 +31,9 @@ enum class Upsampling {
   kResizeNearest,   ///< nearest-neighbour x2 then a 3x3 convolution (Odena et al. 2016)
   kResizeBilinear,  ///< bilinear x2 (align_corners false) then a 3x3 convolution
 };
+/// The canonical upsampling names (names.h).
+template <>
+const std::vector<std::string>& names<Upsampling>();
 
 /// "transposed" | "resize-nearest" | "resize-bilinear" (also "resize-conv" = resize-nearest).
 Upsampling parse_upsampling(const std::string& name);

@@ -5,6 +5,9 @@
 #pragma once
 
 #include <string>
+#include <vector>
+
+#include "pix2pix/names.h"
 
 namespace torch::nn {
 class Module;
@@ -19,6 +22,9 @@ enum class InitType {
   kKaiming,     ///< Kaiming normal, a = 0, fan_in (gain unused, as the reference)
   kOrthogonal,  ///< orthogonal with the given gain
 };
+/// The initialisations' names (names.h).
+template <>
+const std::vector<std::string>& names<InitType>();
 
 /// "normal" | "xavier" | "kaiming" | "orthogonal"; throws pix2pix::Error otherwise.
 InitType parse_init_type(const std::string& name);

@@ -3,6 +3,9 @@
 #pragma once
 
 #include <string>
+#include <vector>
+
+#include "pix2pix/names.h"
 
 namespace pix2pix {
 
@@ -15,6 +18,9 @@ enum class Norm {
   /// BatchNorm2d's parameters and state_dict keys, and exactly BatchNorm2d in one process.
   kSyncBatch,
 };
+/// The normalisations' names (names.h).
+template <>
+const std::vector<std::string>& names<Norm>();
 
 /// "batch" | "instance" | "none" | "syncbatch"; throws pix2pix::Error naming the value otherwise.
 Norm parse_norm(const std::string& name);

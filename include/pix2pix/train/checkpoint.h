@@ -8,6 +8,7 @@
 #include <string>
 
 #include "pix2pix/train/optim.h"
+#include "pix2pix/train/run_directory.h"
 #include "pix2pix/train/step.h"
 
 namespace pix2pix {
@@ -27,7 +28,7 @@ class Checkpointer {
  public:
   /// `options_json`: the run's options (options_to_json), stored in the state; `batch_size`:
   /// per rank (the state's epoch_step, for older readers).
-  Checkpointer(std::string dir, std::string options_json, int64_t batch_size, bool writer);
+  Checkpointer(RunDirectory run, std::string options_json, int64_t batch_size, bool writer);
 
   /// <prefix>_net_G.pth (and _net_D.pth). Refuses (Error naming the file) weights that are not
   /// finite: the non-finite guard skips such updates, and this is the proof.
@@ -37,7 +38,8 @@ class Checkpointer {
                   const RunPosition& position) const;
 
  private:
-  std::string dir_, options_json_;
+  RunDirectory run_;
+  std::string options_json_;
   int64_t batch_size_;
   bool writer_;
 };
@@ -47,7 +49,7 @@ class Checkpointer {
 /// continue the run: only options that steer logging, speed or the run's length may differ from
 /// those the run started with. Returns where the run is. Throws Error naming the file or the run
 /// for a missing or incomplete state, or naming the options that differ.
-RunPosition restore_checkpoint(const std::string& run_dir, const TrainOptions& options,
+RunPosition restore_checkpoint(const RunDirectory& run, const TrainOptions& options,
                                Pix2PixStep& model, LrSchedule& schedule);
 
 }  // namespace pix2pix

@@ -8,6 +8,9 @@
 
 #include <functional>
 #include <string>
+#include <vector>
+
+#include "pix2pix/names.h"
 
 namespace pix2pix {
 
@@ -17,6 +20,9 @@ enum class GanMode {
   kLsgan,    ///< least squares: mean squared error to targets 1 (real) and 0 (fake)
   kWgangp,   ///< Wasserstein: -mean for real, +mean for fake (use with a gradient penalty)
 };
+/// The GAN losses' names (names.h).
+template <>
+const std::vector<std::string>& names<GanMode>();
 
 /// "vanilla" | "lsgan" | "wgangp"; throws pix2pix::Error otherwise.
 GanMode parse_gan_mode(const std::string& name);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "pix2pix/io/pytorch_import.h"
+#include "pix2pix/names.h"
 
 namespace pix2pix {
 
@@ -72,6 +73,9 @@ enum class LrPolicy {
   kCosine,   ///< cosine annealing to 0 over the whole run
   kPlateau,  ///< times plateau_factor when the watched metric stops improving
 };
+/// The learning-rate policies' names (names.h).
+template <>
+const std::vector<std::string>& names<LrPolicy>();
 
 LrPolicy parse_lr_policy(const std::string& name);
 std::string to_string(LrPolicy policy);

@@ -19,8 +19,10 @@
 #include "pix2pix/models/compute.h"
 #include "pix2pix/models/generator.h"
 #include "pix2pix/models/init.h"
+#include "pix2pix/names.h"
 #include "pix2pix/train/distributed.h"
 #include "pix2pix/train/optim.h"
+#include "pix2pix/train/run_directory.h"
 #include "pix2pix/train/step.h"
 
 namespace pix2pix {
@@ -35,9 +37,12 @@ enum class BadFilePolicy {
   /// in the "bad_files" column of the train rows. A batch that fails is skipped whole.
   kSkip,
 };
+/// The bad-file policies' names (names.h).
+template <>
+const std::vector<std::string>& names<BadFilePolicy>();
 /// "fail" | "skip".
 std::string to_string(BadFilePolicy policy);
-/// The inverse of to_string(BadFilePolicy); throws pix2pix::Error("--on-bad-file: ...").
+/// The inverse of to_string(BadFilePolicy); throws pix2pix::Error::option("on_bad_file", ...).
 BadFilePolicy parse_bad_file_policy(const std::string& name);
 
 /// Everything a training run needs. Defaults are the paper's (unet_256, basic D, batch norm,
