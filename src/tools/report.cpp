@@ -434,8 +434,8 @@ std::string summary_section(const std::string& run_dir, const Json& run_options,
     stat("training time (logged steps)", format_duration(train_seconds));
   }
   if (fs::is_directory(RunDirectory{run_dir}.tensorboard()))
-    stat("TensorBoard",
-         fmt::format("<code>tensorboard --logdir {}</code>", escape_html(RunDirectory{run_dir}.tensorboard())));
+    stat("TensorBoard", fmt::format("<code>tensorboard --logdir {}</code>",
+                                    escape_html(RunDirectory{run_dir}.tensorboard())));
   html += "</table>\n";
 
   return html;
@@ -565,7 +565,8 @@ std::string results_section(const std::string& run_dir) {
     for (const std::string& result : results) {
       std::string means;
       const Json summary =
-          Json::parse(read_file(RunDirectory{run_dir}.results() + "/" + result + "/summary.json"), nullptr, false);
+          Json::parse(read_file(RunDirectory{run_dir}.results() + "/" + result + "/summary.json"),
+                      nullptr, false);
       if (summary.is_object() && summary.contains("mean") && summary["mean"].is_object())
         for (const auto& [key, value] : summary["mean"].items())
           if (value.is_number())

@@ -177,7 +177,8 @@ TestResult run_test(const TestOptions& options,
                            ? std::min(dataset.size(), static_cast<size_t>(options.num_test))
                            : dataset.size();
   result.results_dir =
-      (fs::path(RunDirectory{options.run}.results()) / (options.split + "_" + epoch_label)).string();
+      (fs::path(RunDirectory{options.run}.results()) / (options.split + "_" + epoch_label))
+          .string();
   const std::string images_dir = result.results_dir + "/images";
   std::error_code error;
   fs::create_directories(images_dir, error);

@@ -108,8 +108,8 @@ void Checkpointer::save_weights(const std::string& prefix, Pix2PixStep& model) c
   auto check = [&](torch::nn::Module& module, const char* net) {
     for (const auto& [key, value] : module_state_dict(module))
       if (value.is_floating_point() && !at::isfinite(value).all().item<bool>())
-        throw Error(run_.weights(prefix, net),
-                    "not saved: '" + key + "' holds non-finite values", ErrorKind::kRuntime);
+        throw Error(run_.weights(prefix, net), "not saved: '" + key + "' holds non-finite values",
+                    ErrorKind::kRuntime);
   };
   check(model.generator(), "G");
   if (model.discriminator()) check(*model.discriminator(), "D");

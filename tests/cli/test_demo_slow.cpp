@@ -31,7 +31,8 @@ TEST(Demo, HalvesTheValidationL1AndWritesEverything) {
   // The same numbers are the first and last val rows of metrics.jsonl.
   const std::string run = out + "/facades_synth";
   std::vector<double> val_l1;
-  for (const auto& row : test::metrics_rows(run, "val")) val_l1.push_back(row["val_L1"].get<double>());
+  for (const auto& row : test::metrics_rows(run, "val"))
+    val_l1.push_back(row["val_L1"].get<double>());
   ASSERT_GE(val_l1.size(), 2u);
   EXPECT_NEAR(val_l1.front(), before, 1e-4);
   EXPECT_NEAR(val_l1.back(), after, 1e-4);

@@ -60,7 +60,8 @@ enum class ResizeFilter {
 template <>
 const std::vector<std::string>& names<ResizeFilter>();
 
-/// "bicubic" | "bilinear" | "nearest"; throws pix2pix::Error::option("resize_filter", ...) otherwise.
+/// "bicubic" | "bilinear" | "nearest"; throws pix2pix::Error::option("resize_filter", ...)
+/// otherwise.
 ResizeFilter parse_resize_filter(const std::string& name);
 /// The name parse_resize_filter accepts.
 std::string to_string(ResizeFilter filter);

@@ -10,7 +10,7 @@ namespace pix2pix {
 struct RunDirectory {
   std::string path;
 
-  std::string options() const { return path + "/options.json"; }  ///< the run's options
+  std::string options() const { return path + "/options.json"; }   ///< the run's options
   std::string model_txt() const { return path + "/model.txt"; }    ///< networks, CPU
   std::string metrics() const { return path + "/metrics.jsonl"; }  ///< one JSON row per event
   std::string report() const { return path + "/report.html"; }
