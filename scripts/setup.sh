@@ -14,6 +14,7 @@ PACKAGES=(
   libcli11-dev nlohmann-json3-dev libfmt-dev
   libjpeg62-turbo-dev libpng-dev libtiff-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler  # TensorBoard event files (our .proto, compiled at build time)
+  libcpp-httplib-dev libarchive-dev  # `data get`: downloads (HTTP/HTTPS) and unpacking
 )
 TEST_PACKAGES=(
   libgtest-dev libgmock-dev

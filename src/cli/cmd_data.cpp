@@ -4,10 +4,10 @@
 namespace pix2pix::cli {
 
 std::vector<Command> add_data_commands(CLI::App& parent) {
-  CLI::App* data = parent.add_subcommand("data", "Dataset tools: check, combine, synth");
+  CLI::App* data = parent.add_subcommand("data", "Dataset tools: check, combine, synth, get");
   data->require_subcommand(1);
   return {add_data_check_command(*data), add_data_combine_command(*data),
-          add_data_synth_command(*data)};
+          add_data_synth_command(*data), add_data_get_command(*data)};
 }
 
 std::vector<Command> add_bench_commands(CLI::App& parent) {

@@ -27,11 +27,12 @@ Command add_report_command(CLI::App& parent);
 Command add_demo_command(CLI::App& parent);
 Command add_launch_command(CLI::App& parent);  ///< cmd_launch.cpp: N data-parallel ranks
 
-/// `data` and its subcommands (check, combine, synth): cmd_data*.cpp.
+/// `data` and its subcommands (check, combine, synth, get): cmd_data*.cpp.
 std::vector<Command> add_data_commands(CLI::App& parent);
 Command add_data_check_command(CLI::App& data);
 Command add_data_combine_command(CLI::App& data);
 Command add_data_synth_command(CLI::App& data);
+Command add_data_get_command(CLI::App& data);
 
 /// `bench` and its subcommands (loader, train, infer): cmd_bench*.cpp.
 std::vector<Command> add_bench_commands(CLI::App& parent);
