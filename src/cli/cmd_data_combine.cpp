@@ -10,6 +10,7 @@
 #include <map>
 
 #include "commands.h"
+#include "messages.h"
 #include "pix2pix/data/dataset.h"
 #include "pix2pix/error.h"
 
@@ -17,12 +18,12 @@ namespace pix2pix::cli {
 
 namespace {
 
-int run_combine_command(const CombineOptions& options) {
+int run_combine_command(const CombineOptions& options, const CLI::App& app) {
   const auto start = std::chrono::steady_clock::now();
   const CombinePlan plan = plan_combine(options);
   if (!plan.problems.empty()) {
     for (const auto& problem : plan.problems)
-      fmt::print(stderr, "error: {}: {}\n", problem.path, problem.reason);
+      fmt::print(stderr, "error: {}: {}\n", problem.path, with_flags(problem.reason, app));
     fmt::print(stderr, "error: {}: {} problem{} found, nothing written\n", options.out,
                plan.problems.size(), plan.problems.size() == 1 ? "" : "s");
     return 2;
@@ -65,7 +66,7 @@ Command add_data_combine_command(CLI::App& data) {
   app->add_option("--split", options->splits,
                   "splits to combine (default: every sub-folder holding images); with flat "
                   "folders, one name: the output sub-folder");
-  return {app, [options] { return run_combine_command(*options); }};
+  return {app, [options, app] { return run_combine_command(*options, *app); }};
 }
 
 }  // namespace pix2pix::cli

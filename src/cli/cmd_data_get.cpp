@@ -68,7 +68,7 @@ Command add_data_get_command(CLI::App& data) {
   CLI::App* app = data.add_subcommand(
       "get",
       "Download one of the authors' pix2pix datasets, unpack and check it (a stopped download "
-      "resumes; exit 0: clean, 1: bad files, 2: bad name, URL or archive)");
+      "resumes; exit 0: clean, 1: bad files or a failed download, 2: bad name, URL or archive)");
   app->add_option("name", flags->name, names)->required();
   app->add_option("--out", flags->out, "the dataset lands in OUT/NAME")->capture_default_str();
   app->add_option("--url", flags->url,

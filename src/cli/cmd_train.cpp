@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "config_file.h"
+#include "messages.h"
 #include "network_flags.h"
 #include "option_flags.h"
 #include "pix2pix/error.h"
@@ -46,7 +47,7 @@ extern "C" void on_stop_signal(int signal) {
   if (g_signal.exchange(signal) != 0) _exit(128 + signal);
 }
 
-int run_train(TrainFlags& flags) {
+int run_train(TrainFlags& flags, const CLI::App& app) {
   TrainOptions options = flags.options;
   TrainContext context;
   context.interrupt = &g_signal;
@@ -86,7 +87,8 @@ int run_train(TrainFlags& flags) {
   // lines.
   const bool live = isatty(fileno(stdout)) != 0;
   bool line_open = false;
-  context.loggers.push_back(message_logger([&](const std::string& line) {
+  context.loggers.push_back(message_logger([&](const std::string& text) {
+    const std::string line = with_flags(text, app);  // e.g. a skipped file's reason
     const bool progress = line.rfind("epoch ", 0) == 0 && line.find(" step ") != std::string::npos;
     if (live && progress) {
       fmt::print("\r\033[K{}", line);
@@ -226,7 +228,7 @@ Command add_train_command(CLI::App& parent) {
       ->capture_default_str();
   add_config_option(app);
   flags->compute.add_to(app);
-  return {app, [flags] { return run_train(*flags); }};
+  return {app, [flags, app] { return run_train(*flags, *app); }};
 }
 
 }  // namespace pix2pix::cli

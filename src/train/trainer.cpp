@@ -630,7 +630,8 @@ double Trainer::validate(int64_t epoch) {
 // Validation, the schedule, checkpoints.
 void Trainer::end_epoch() {
   const int64_t epoch = position_.epoch;
-  // The run's last steps are logged before its last validation, as every earlier epoch's were.
+  // A run's last steps are logged before its last validation (a time budget that ends the run
+  // at another epoch's end logs them after it).
   if (epoch == last_epoch_ && interval_.steps > 0) log_interval();
   if (val_set_) {
     const double val_l1 = validate(epoch);

@@ -36,18 +36,21 @@ std::string make_archive(const std::string& dir) {
   return read_bytes(dir + "/facades.tar.gz");
 }
 
-// A server on a free port of 127.0.0.1. httplib answers Range requests itself (206 and
-// Content-Range) for content set whole.
+// A server on a free port of 127.0.0.1: routes first (serve), then start(). httplib answers
+// Range requests itself (206 and Content-Range) for content set whole.
 class Server {
  public:
-  Server() {
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
-  }
+  Server() { port_ = server_.bind_to_any_port("127.0.0.1"); }
   ~Server() {
     server_.stop();
-    thread_.join();
+    if (thread_.joinable()) thread_.join();
+  }
+  void start() {
+    ASSERT_GT(port_, 0) << "no free port on 127.0.0.1";
+    thread_ = std::thread([this] { server_.listen_after_bind(); });
+    for (int i = 0; i < 1000 && !server_.is_running(); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    ASSERT_TRUE(server_.is_running());
   }
   std::string url(const std::string& path) const {
     return "http://127.0.0.1:" + std::to_string(port_) + path;
@@ -94,6 +97,7 @@ TEST(GetDataset, DownloadsUnpacksAndNamesTheTask) {
   const std::string archive = make_archive(dir);
   Server server;
   server.serve("/facades.tar.gz", archive);
+  server.start();
   GetDatasetOptions options;
   options.name = "facades";
   options.out = dir + "/datasets";
@@ -128,6 +132,7 @@ TEST(GetDataset, ResumesADownloadCutInTheMiddle) {
   const std::string archive = make_archive(dir);
   Server server;
   server.serve("/facades.tar.gz", archive, /*cut=*/true);
+  server.start();
   GetDatasetOptions options;
   options.name = "facades";
   options.out = dir + "/datasets";
@@ -160,6 +165,7 @@ TEST(GetDataset, RefusesADamagedArchiveAndLeavesNothingUnpacked) {
   archive.resize(archive.size() * 2 / 3);  // the gzip stream ends early
   Server server;
   server.serve("/facades.tar.gz", archive);
+  server.start();
   GetDatasetOptions options;
   options.name = "facades";
   options.out = dir + "/datasets";
@@ -174,9 +180,34 @@ TEST(GetDataset, RefusesADamagedArchiveAndLeavesNothingUnpacked) {
   EXPECT_TRUE(fs::is_empty(dir + "/datasets"));
 }
 
+// An archive with a symbolic link in it (it could point anywhere) is refused whole.
+TEST(GetDataset, RefusesAnArchiveWithALink) {
+  const std::string dir = test::temp_dir();
+  fs::create_directories(dir + "/pack/facades/train");
+  fs::create_symlink("/etc/passwd", dir + "/pack/facades/train/1.png");
+  const auto tar = test::run_command("tar czf " + test::shell_quote(dir + "/facades.tar.gz") +
+                                     " -C " + test::shell_quote(dir + "/pack") + " facades");
+  ASSERT_EQ(tar.exit_code, 0) << tar.output;
+  Server server;
+  server.serve("/facades.tar.gz", read_bytes(dir + "/facades.tar.gz"));
+  server.start();
+  GetDatasetOptions options;
+  options.name = "facades";
+  options.out = dir + "/datasets";
+  options.url = server.url("/facades.tar.gz");
+  try {
+    get_dataset(options);
+    FAIL() << "an archive with a link must be refused";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("unsafe archive"), std::string::npos) << e.what();
+  }
+  EXPECT_TRUE(fs::is_empty(dir + "/datasets"));
+}
+
 TEST(GetDataset, NamesAMissingFileAndAnUnknownDataset) {
   const std::string dir = test::temp_dir();
   Server server;
+  server.start();
   GetDatasetOptions options;
   options.name = "maps";
   options.out = dir + "/datasets";
@@ -206,6 +237,7 @@ TEST(GetDataset, CommandPrintsHowToTrain) {
   const std::string archive = make_archive(dir);
   Server server;
   server.serve("/facades.tar.gz", archive);
+  server.start();
   auto result = test::run_cli("data get facades --out " + test::shell_quote(dir + "/datasets") +
                               " --url " + server.url("/facades.tar.gz"));
   EXPECT_EQ(result.exit_code, 0) << result.output;

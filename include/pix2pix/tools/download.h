@@ -1,6 +1,6 @@
 // The standard pix2pix datasets by name (`pix2pix data get`): downloaded from the authors'
 // published location (or a mirror), resumed where a download stopped, unpacked beside the target
-// and moved into place only when complete. Nothing else in the project touches the network.
+// and moved into place only when complete. The only code that fetches from the internet.
 #pragma once
 
 #include <cstdint>
