@@ -25,15 +25,30 @@ std::string read_bytes(const std::string& path) {
   return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
+// The bytes of dir/facades.tar.gz made from dir/pack/facades.
+std::string pack_archive(const std::string& dir) {
+  const auto tar = test::run_command("tar czf " + test::shell_quote(dir + "/facades.tar.gz") +
+                                     " -C " + test::shell_quote(dir + "/pack") + " facades");
+  EXPECT_EQ(tar.exit_code, 0) << tar.output;
+  return read_bytes(dir + "/facades.tar.gz");
+}
+
 // facades.tar.gz holding facades/{train,val}/*.png, as the authors' archives are laid out.
 std::string make_archive(const std::string& dir) {
   const std::string data = test::small_synth_data(dir);
   fs::create_directories(dir + "/pack");
   fs::copy(data, dir + "/pack/facades", fs::copy_options::recursive);
-  const auto tar = test::run_command("tar czf " + test::shell_quote(dir + "/facades.tar.gz") +
-                                     " -C " + test::shell_quote(dir + "/pack") + " facades");
-  EXPECT_EQ(tar.exit_code, 0) << tar.output;
-  return read_bytes(dir + "/facades.tar.gz");
+  return pack_archive(dir);
+}
+
+// Options that get `name` into dir/datasets from `url`.
+GetDatasetOptions get_options(const std::string& name, const std::string& dir,
+                              const std::string& url) {
+  GetDatasetOptions options;
+  options.name = name;
+  options.out = dir + "/datasets";
+  options.url = url;
+  return options;
 }
 
 // A server on a free port of 127.0.0.1: routes first (serve), then start(). httplib answers
@@ -98,10 +113,7 @@ TEST(GetDataset, DownloadsUnpacksAndNamesTheTask) {
   Server server;
   server.serve("/facades.tar.gz", archive);
   server.start();
-  GetDatasetOptions options;
-  options.name = "facades";
-  options.out = dir + "/datasets";
-  options.url = server.url("/facades.tar.gz");
+  GetDatasetOptions options = get_options("facades", dir, server.url("/facades.tar.gz"));
   int64_t last = 0;
   options.progress = [&](int64_t bytes, int64_t total) {
     EXPECT_EQ(total, static_cast<int64_t>(archive.size()));
@@ -133,10 +145,7 @@ TEST(GetDataset, ResumesADownloadCutInTheMiddle) {
   Server server;
   server.serve("/facades.tar.gz", archive, /*cut=*/true);
   server.start();
-  GetDatasetOptions options;
-  options.name = "facades";
-  options.out = dir + "/datasets";
-  options.url = server.url("/facades.tar.gz");
+  GetDatasetOptions options = get_options("facades", dir, server.url("/facades.tar.gz"));
   try {
     get_dataset(options);
     FAIL() << "a cut download must fail";
@@ -166,10 +175,7 @@ TEST(GetDataset, RefusesADamagedArchiveAndLeavesNothingUnpacked) {
   Server server;
   server.serve("/facades.tar.gz", archive);
   server.start();
-  GetDatasetOptions options;
-  options.name = "facades";
-  options.out = dir + "/datasets";
-  options.url = server.url("/facades.tar.gz");
+  GetDatasetOptions options = get_options("facades", dir, server.url("/facades.tar.gz"));
   try {
     get_dataset(options);
     FAIL() << "a damaged archive must fail";
@@ -185,16 +191,10 @@ TEST(GetDataset, RefusesAnArchiveWithALink) {
   const std::string dir = test::temp_dir();
   fs::create_directories(dir + "/pack/facades/train");
   fs::create_symlink("/etc/passwd", dir + "/pack/facades/train/1.png");
-  const auto tar = test::run_command("tar czf " + test::shell_quote(dir + "/facades.tar.gz") +
-                                     " -C " + test::shell_quote(dir + "/pack") + " facades");
-  ASSERT_EQ(tar.exit_code, 0) << tar.output;
   Server server;
-  server.serve("/facades.tar.gz", read_bytes(dir + "/facades.tar.gz"));
+  server.serve("/facades.tar.gz", pack_archive(dir));
   server.start();
-  GetDatasetOptions options;
-  options.name = "facades";
-  options.out = dir + "/datasets";
-  options.url = server.url("/facades.tar.gz");
+  GetDatasetOptions options = get_options("facades", dir, server.url("/facades.tar.gz"));
   try {
     get_dataset(options);
     FAIL() << "an archive with a link must be refused";
@@ -208,10 +208,7 @@ TEST(GetDataset, NamesAMissingFileAndAnUnknownDataset) {
   const std::string dir = test::temp_dir();
   Server server;
   server.start();
-  GetDatasetOptions options;
-  options.name = "maps";
-  options.out = dir + "/datasets";
-  options.url = server.url("/nothing/maps.tar.gz");
+  GetDatasetOptions options = get_options("maps", dir, server.url("/nothing/maps.tar.gz"));
   try {
     get_dataset(options);
     FAIL() << "a 404 must fail";
