@@ -15,6 +15,7 @@ PACKAGES=(
   libjpeg62-turbo-dev libpng-dev libtiff-dev zlib1g-dev
   libprotobuf-dev protobuf-compiler  # TensorBoard event files (our .proto, compiled at build time)
   libcpp-httplib-dev libarchive-dev  # `data get`: downloads (HTTP/HTTPS) and unpacking
+  libonnx-dev                        # `export`: ONNX's protobuf classes and model checker
 )
 TEST_PACKAGES=(
   libgtest-dev libgmock-dev
@@ -24,10 +25,12 @@ TEST_PACKAGES=(
   clang libclang-rt-14-dev           # scripts/fuzz.sh: clang with libFuzzer, ASan and UBSan runtimes
   clang-format                       # scripts/format.sh --check (CI)
   qemu-user                          # scripts/qemu_avx2_check.sh: an AVX2-only CPU, emulated
+  python3-onnx                       # tests: onnx.checker on exported models
 )
+TEST_MODE=0
 case "${1:-}" in
   "") ;;
-  --test) PACKAGES+=("${TEST_PACKAGES[@]}") ;;
+  --test) PACKAGES+=("${TEST_PACKAGES[@]}"); TEST_MODE=1 ;;
   *) echo "usage: scripts/setup.sh [--test]" >&2; exit 2 ;;
 esac
 
@@ -37,11 +40,24 @@ for p in "${PACKAGES[@]}"; do
     missing+=("$p")
   fi
 done
-if [ ${#missing[@]} -eq 0 ]; then
-  exit 0
+if [ $TEST_MODE -eq 1 ] && ! command -v npm >/dev/null; then missing+=(nodejs npm); fi
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
-echo "setup: installing ${missing[*]}"
-$SUDO apt-get update -q
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+
+# Test-only npm packages (tests/node/package.json): ONNX Runtime's CPU library for the export
+# tests and playwright-core for the serve page test. --ignore-scripts: onnxruntime-node's install
+# script would fetch GPU files; its CPU runtime is inside the package.
+if [ $TEST_MODE -eq 1 ]; then
+  node_dir="$(dirname "$0")/../tests/node"
+  stamp="$node_dir/node_modules/.installed-lock.json"  # the lock file npm ci last installed
+  if ! cmp -s "$node_dir/package-lock.json" "$stamp"; then
+    echo "setup: npm ci in tests/node"
+    (cd "$node_dir" && npm ci --ignore-scripts --no-audit --no-fund)
+    cp "$node_dir/package-lock.json" "$stamp"
+  fi
+fi

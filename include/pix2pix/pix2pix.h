@@ -11,6 +11,7 @@
 #include "pix2pix/infer/tiling.h"
 #include "pix2pix/infer/translator.h"
 #include "pix2pix/io/image_io.h"
+#include "pix2pix/io/onnx_export.h"
 #include "pix2pix/io/pytorch_import.h"
 #include "pix2pix/models/compute.h"
 #include "pix2pix/models/discriminator.h"

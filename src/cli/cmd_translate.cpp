@@ -58,28 +58,6 @@ bool has_image_extension(const fs::path& path) {
          extension == ".tif" || extension == ".tiff";
 }
 
-// The architecture: the run's (or the defaults) with the generator flags given on the command
-// line on top (the command line wins).
-GeneratorOptions resolve_generator(const GeneratorSource& source, const GeneratorFlags& flags,
-                                   const CLI::App& app) {
-  if (source.options_file.empty()) return flags.resolve();
-  GeneratorOptions options = source.options;
-  const GeneratorOptions given = flags.resolve();
-  auto explicit_flag = [&](const char* name) { return app.get_option(name)->count() > 0; };
-  if (explicit_flag("--netG")) {
-    options.net = given.net;
-    if (!explicit_flag("--num-downs")) options.num_downs = 0;  // from the new name
-  }
-  if (explicit_flag("--num-downs")) options.num_downs = given.num_downs;
-  if (explicit_flag("--norm")) options.norm = given.norm;
-  if (explicit_flag("--ngf")) options.ngf = given.ngf;
-  if (explicit_flag("--input-nc")) options.input_nc = given.input_nc;
-  if (explicit_flag("--output-nc")) options.output_nc = given.output_nc;
-  if (explicit_flag("--upsampling")) options.upsampling = given.upsampling;
-  if (explicit_flag("--no-dropout")) options.dropout = false;
-  return options;
-}
-
 // Expands the command line's inputs: files as they are, folders into their images (recursively,
 // sorted), `-` into the paths listed on stdin (one per line; folders allowed there too).
 std::vector<Job> collect_jobs(const std::vector<std::string>& inputs, const std::string& out) {
@@ -136,11 +114,10 @@ std::string describe(const TranslatePlan& plan) {
 }
 
 int run_translate(const TranslateFlags& flags, const CLI::App& app) {
-  const GeneratorSource source =
-      find_generator(flags.weights, flags.epoch, flags.generator.resolve());
-  const GeneratorOptions options = resolve_generator(source, flags.generator, app);
-  auto generator = make_generator(options);
-  load_state_dict(*generator, read_state_dict(source.weights), source.weights);
+  const LoadedGenerator loaded = load_generator(flags.weights, flags.epoch, flags.generator, app);
+  const GeneratorSource& source = loaded.source;
+  const GeneratorOptions& options = loaded.options;
+  const std::shared_ptr<Generator>& generator = loaded.generator;
   const Direction direction = !flags.direction.empty() ? parse_direction(flags.direction)
                               : source.has_direction   ? source.direction
                                                        : Direction::kAtoB;

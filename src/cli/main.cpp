@@ -58,10 +58,11 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 1024));
 
   std::vector<pix2pix::cli::Command> commands = {
-      pix2pix::cli::add_model_command(app), pix2pix::cli::add_translate_command(app),
-      pix2pix::cli::add_train_command(app), pix2pix::cli::add_test_command(app),
-      pix2pix::cli::add_eval_command(app),  pix2pix::cli::add_report_command(app),
-      pix2pix::cli::add_demo_command(app),  pix2pix::cli::add_launch_command(app),
+      pix2pix::cli::add_model_command(app),  pix2pix::cli::add_translate_command(app),
+      pix2pix::cli::add_train_command(app),  pix2pix::cli::add_test_command(app),
+      pix2pix::cli::add_eval_command(app),   pix2pix::cli::add_report_command(app),
+      pix2pix::cli::add_demo_command(app),   pix2pix::cli::add_launch_command(app),
+      pix2pix::cli::add_export_command(app),
   };
   for (auto* add : {&pix2pix::cli::add_data_commands, &pix2pix::cli::add_bench_commands})
     for (auto& command : (*add)(app)) commands.push_back(std::move(command));

@@ -1,6 +1,7 @@
 #include "network_flags.h"
 
 #include "option_flags.h"
+#include "pix2pix/io/pytorch_import.h"
 #include "pix2pix/names.h"
 
 namespace pix2pix::cli {
@@ -39,6 +40,42 @@ GeneratorOptions GeneratorFlags::resolve() const {
   options.dropout = dropout;
   options.upsampling = parse_upsampling(upsampling);
   return options;
+}
+
+// The architecture: the run's (or the defaults) with the generator flags given on the command
+// line on top (the command line wins).
+namespace {
+
+GeneratorOptions resolve_generator(const GeneratorSource& source, const GeneratorFlags& flags,
+                                   const CLI::App& app) {
+  if (source.options_file.empty()) return flags.resolve();
+  GeneratorOptions options = source.options;
+  const GeneratorOptions given = flags.resolve();
+  auto explicit_flag = [&](const char* name) { return app.get_option(name)->count() > 0; };
+  if (explicit_flag("--netG")) {
+    options.net = given.net;
+    if (!explicit_flag("--num-downs")) options.num_downs = 0;  // from the new name
+  }
+  if (explicit_flag("--num-downs")) options.num_downs = given.num_downs;
+  if (explicit_flag("--norm")) options.norm = given.norm;
+  if (explicit_flag("--ngf")) options.ngf = given.ngf;
+  if (explicit_flag("--input-nc")) options.input_nc = given.input_nc;
+  if (explicit_flag("--output-nc")) options.output_nc = given.output_nc;
+  if (explicit_flag("--upsampling")) options.upsampling = given.upsampling;
+  if (explicit_flag("--no-dropout")) options.dropout = false;
+  return options;
+}
+
+}  // namespace
+
+LoadedGenerator load_generator(const std::string& weights, const std::string& epoch,
+                               const GeneratorFlags& flags, const CLI::App& app) {
+  LoadedGenerator loaded;
+  loaded.source = find_generator(weights, epoch, flags.resolve());
+  loaded.options = resolve_generator(loaded.source, flags, app);
+  loaded.generator = make_generator(loaded.options);
+  load_state_dict(*loaded.generator, read_state_dict(loaded.source.weights), loaded.source.weights);
+  return loaded;
 }
 
 void DiscriminatorFlags::add_to(CLI::App* app) {

@@ -4,8 +4,10 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <memory>
 #include <string>
 
+#include "pix2pix/infer/translator.h"
 #include "pix2pix/models/compute.h"
 #include "pix2pix/models/discriminator.h"
 #include "pix2pix/models/generator.h"
@@ -24,6 +26,19 @@ struct GeneratorFlags {
   void add_to(CLI::App* app);
   GeneratorOptions resolve() const;
 };
+
+/// A trained generator named as `translate` names it: --weights (a run directory, a checkpoint or
+/// a state_dict) and --epoch, with the generator flags given on the command line on top of the
+/// run's architecture (the command line wins).
+struct LoadedGenerator {
+  GeneratorSource source;                ///< where the weights and architecture came from
+  GeneratorOptions options;              ///< the architecture built
+  std::shared_ptr<Generator> generator;  ///< float32, weights loaded, compute not yet set
+};
+
+/// Finds, builds and loads the generator; `app` tells which generator flags were given.
+LoadedGenerator load_generator(const std::string& weights, const std::string& epoch,
+                               const GeneratorFlags& flags, const CLI::App& app);
 
 /// Discriminator flags; its input channel count comes from the generator's (conditional GAN).
 struct DiscriminatorFlags {

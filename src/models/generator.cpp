@@ -5,6 +5,7 @@
 #include <regex>
 
 #include "models/convolution.h"
+#include "models/generator_layers.h"
 #include "models/layers.h"
 #include "names_table.h"
 #include "pix2pix/error.h"
@@ -33,40 +34,6 @@ nn::AnyModule leaky_relu() {
 }
 nn::AnyModule relu() { return nn::AnyModule(nn::ReLU(nn::ReLUOptions(true))); }
 
-// nn::ReflectionPad2d that also takes bfloat16 activations (libtorch 1.13 has no bfloat16
-// reflection padding): they are padded in float32; the convolution that follows rounds them
-// back. No parameters, so state_dict keys are unchanged.
-struct ReflectionPadImpl : nn::Module {
-  explicit ReflectionPadImpl(int64_t size) : size(size) {}
-  at::Tensor forward(const at::Tensor& x) {
-    return at::reflection_pad2d(x.scalar_type() == at::kBFloat16 ? x.to(at::kFloat) : x,
-                                {size, size, size, size});
-  }
-  int64_t size;
-};
-TORCH_MODULE(ReflectionPad);
-
-// Resize-convolution: upsample x2, then a 3x3 convolution (keys `<index>.conv.*`).
-struct ResizeConvImpl : nn::Module {
-  ResizeConvImpl(Upsampling mode, int64_t in, int64_t out, bool bias,
-                 nn::detail::conv_padding_mode_t padding_mode) {
-    auto options = nn::UpsampleOptions().scale_factor(std::vector<double>{2.0, 2.0});
-    if (mode == Upsampling::kResizeNearest)
-      options.mode(torch::kNearest);
-    else
-      options.mode(torch::kBilinear).align_corners(false);
-    upsample = register_module("upsample", nn::Upsample(options));
-    conv = register_module(
-        "conv",
-        detail::Conv2d(
-            nn::Conv2dOptions(in, out, 3).padding(1).bias(bias).padding_mode(padding_mode)));
-  }
-  at::Tensor forward(at::Tensor x) { return conv->forward(upsample->forward(x)); }
-  nn::Upsample upsample{nullptr};
-  detail::Conv2d conv{nullptr};
-};
-TORCH_MODULE(ResizeConv);
-
 // A x2 upsampling layer from `in` to `out` channels. Transposed: kernel 4 (U-Net) or 3 with
 // output padding 1 (ResNet), stride 2, padding 1. Resize: upsample x2, then a 3x3 convolution
 // whose padding mode is `resize_padding`.
@@ -79,65 +46,91 @@ nn::AnyModule upsampling_layer(Upsampling mode, int64_t in, int64_t out, bool bi
     if (transposed_kernel == 3) options.output_padding(1);
     return nn::AnyModule(detail::ConvTranspose2d(options));
   }
-  return nn::AnyModule(ResizeConv(mode, in, out, bias, resize_padding));
+  return nn::AnyModule(detail::ResizeConv(mode, in, out, bias, resize_padding));
 }
 
 }  // namespace
 
 namespace detail {
 
-// One U-Net level: down, the inner levels, up; its output is cat(input, inner output) except at
-// the outermost level. Layer indices in `model` follow the reference so state_dict keys match.
+at::Tensor ReflectionPadImpl::forward(const at::Tensor& x) {
+  return at::reflection_pad2d(x.scalar_type() == at::kBFloat16 ? x.to(at::kFloat) : x,
+                              {size, size, size, size});
+}
+
+ResizeConvImpl::ResizeConvImpl(Upsampling mode, int64_t in, int64_t out, bool bias,
+                               nn::detail::conv_padding_mode_t padding_mode) {
+  auto options = nn::UpsampleOptions().scale_factor(std::vector<double>{2.0, 2.0});
+  if (mode == Upsampling::kResizeNearest)
+    options.mode(torch::kNearest);
+  else
+    options.mode(torch::kBilinear).align_corners(false);
+  upsample = register_module("upsample", nn::Upsample(options));
+  conv = register_module(
+      "conv",
+      Conv2d(nn::Conv2dOptions(in, out, 3).padding(1).bias(bias).padding_mode(padding_mode)));
+}
+
 // Layers are built in separate statements, in the reference's order, so that the default
 // initialisers draw random numbers in the same order as Python does.
-class UNetBlockImpl : public nn::Module {
- public:
-  UNetBlockImpl(int64_t outer_nc, int64_t inner_nc, int64_t input_nc, nn::AnyModule submodule,
-                bool outermost, bool innermost, const GeneratorOptions& options, bool use_dropout)
-      : outermost(outermost) {
-    const bool bias = detail::conv_bias_for(options.norm);
-    detail::Conv2d down(nn::Conv2dOptions(input_nc, inner_nc, 4).stride(2).padding(1).bias(bias));
-    nn::Sequential layers;
-    if (outermost) {
-      auto up = upsampling_layer(options.upsampling, inner_nc * 2, outer_nc, true, 4);
-      layers->push_back(down);
-      layers->push_back(std::move(submodule));
-      layers->push_back(relu());
-      layers->push_back(std::move(up));
-      layers->push_back(nn::Tanh());
-    } else if (innermost) {
-      auto up = upsampling_layer(options.upsampling, inner_nc, outer_nc, bias, 4);
-      layers->push_back(leaky_relu());
-      layers->push_back(down);
-      layers->push_back(relu());
-      layers->push_back(std::move(up));
-      layers->push_back(detail::make_norm_layer(options.norm, outer_nc));
-    } else {
-      auto up = upsampling_layer(options.upsampling, inner_nc * 2, outer_nc, bias, 4);
-      layers->push_back(leaky_relu());
-      layers->push_back(down);
-      layers->push_back(detail::make_norm_layer(options.norm, inner_nc));
-      layers->push_back(std::move(submodule));
-      layers->push_back(relu());
-      layers->push_back(std::move(up));
-      layers->push_back(detail::make_norm_layer(options.norm, outer_nc));
-      if (use_dropout) layers->push_back(nn::Dropout(0.5));
-    }
-    model = register_module("model", layers);
+UNetBlockImpl::UNetBlockImpl(int64_t outer_nc, int64_t inner_nc, int64_t input_nc,
+                             nn::AnyModule submodule, bool outermost, bool innermost,
+                             const GeneratorOptions& options, bool use_dropout)
+    : outermost(outermost) {
+  const bool bias = conv_bias_for(options.norm);
+  Conv2d down(nn::Conv2dOptions(input_nc, inner_nc, 4).stride(2).padding(1).bias(bias));
+  nn::Sequential layers;
+  if (outermost) {
+    auto up = upsampling_layer(options.upsampling, inner_nc * 2, outer_nc, true, 4);
+    layers->push_back(down);
+    layers->push_back(std::move(submodule));
+    layers->push_back(relu());
+    layers->push_back(std::move(up));
+    layers->push_back(nn::Tanh());
+  } else if (innermost) {
+    auto up = upsampling_layer(options.upsampling, inner_nc, outer_nc, bias, 4);
+    layers->push_back(leaky_relu());
+    layers->push_back(down);
+    layers->push_back(relu());
+    layers->push_back(std::move(up));
+    layers->push_back(make_norm_layer(options.norm, outer_nc));
+  } else {
+    auto up = upsampling_layer(options.upsampling, inner_nc * 2, outer_nc, bias, 4);
+    layers->push_back(leaky_relu());
+    layers->push_back(down);
+    layers->push_back(make_norm_layer(options.norm, inner_nc));
+    layers->push_back(std::move(submodule));
+    layers->push_back(relu());
+    layers->push_back(std::move(up));
+    layers->push_back(make_norm_layer(options.norm, outer_nc));
+    if (use_dropout) layers->push_back(nn::Dropout(0.5));
   }
+  model = register_module("model", layers);
+}
 
-  at::Tensor forward(at::Tensor x) {
-    if (outermost) return model->forward(x);
-    // The first layer (an in-place LeakyReLU) rewrites x, so, as in the reference, the skip
-    // connection carries the activated input.
-    at::Tensor inner = model->forward(x);
-    return at::cat({x, inner}, 1);
-  }
+at::Tensor UNetBlockImpl::forward(at::Tensor x) {
+  if (outermost) return model->forward(x);
+  // The first layer (an in-place LeakyReLU) rewrites x, so, as in the reference, the skip
+  // connection carries the activated input.
+  at::Tensor inner = model->forward(x);
+  return at::cat({x, inner}, 1);
+}
 
-  bool outermost;
-  nn::Sequential model{nullptr};
-};
-TORCH_MODULE(UNetBlock);
+ResNetBlockImpl::ResNetBlockImpl(int64_t dim, const GeneratorOptions& options) {
+  const bool bias = conv_bias_for(options.norm);
+  nn::Sequential block;
+  block->push_back(ReflectionPad(1));
+  Conv2d conv1(nn::Conv2dOptions(dim, dim, 3).bias(bias));
+  block->push_back(conv1);
+  block->push_back(make_norm_layer(options.norm, dim));
+  block->push_back(relu());
+  if (options.dropout) block->push_back(nn::Dropout(0.5));
+  block->push_back(ReflectionPad(1));
+  Conv2d conv2(nn::Conv2dOptions(dim, dim, 3).bias(bias));
+  block->push_back(conv2);
+  block->push_back(make_norm_layer(options.norm, dim));
+  conv_block = register_module("conv_block", block);
+}
 
 }  // namespace detail
 
@@ -175,28 +168,6 @@ void check_channels(const GeneratorOptions& options) {
   if (options.ngf < 1) throw Error::option("ngf", "must be at least 1");
 }
 
-// The ResNet's residual block: x + (pad, conv, norm, relu, [dropout], pad, conv, norm)(x).
-struct ResNetBlockImpl : nn::Module {
-  ResNetBlockImpl(int64_t dim, const GeneratorOptions& options) {
-    const bool bias = detail::conv_bias_for(options.norm);
-    nn::Sequential block;
-    block->push_back(ReflectionPad(1));
-    detail::Conv2d conv1(nn::Conv2dOptions(dim, dim, 3).bias(bias));
-    block->push_back(conv1);
-    block->push_back(detail::make_norm_layer(options.norm, dim));
-    block->push_back(relu());
-    if (options.dropout) block->push_back(nn::Dropout(0.5));
-    block->push_back(ReflectionPad(1));
-    detail::Conv2d conv2(nn::Conv2dOptions(dim, dim, 3).bias(bias));
-    block->push_back(conv2);
-    block->push_back(detail::make_norm_layer(options.norm, dim));
-    conv_block = register_module("conv_block", block);
-  }
-  at::Tensor forward(at::Tensor x) { return x + conv_block->forward(x); }
-  nn::Sequential conv_block{nullptr};
-};
-TORCH_MODULE(ResNetBlock);
-
 }  // namespace
 
 UNetGenerator::UNetGenerator(const GeneratorOptions& options) : Generator(options) {
@@ -231,7 +202,7 @@ ResNetGenerator::ResNetGenerator(const GeneratorOptions& options, int64_t n_bloc
   const bool bias = detail::conv_bias_for(options.norm);
   const int64_t ngf = options.ngf;
   nn::Sequential layers;
-  layers->push_back(ReflectionPad(3));
+  layers->push_back(detail::ReflectionPad(3));
   detail::Conv2d first(nn::Conv2dOptions(options.input_nc, ngf, 7).bias(bias));
   layers->push_back(first);
   layers->push_back(detail::make_norm_layer(options.norm, ngf));
@@ -247,7 +218,7 @@ ResNetGenerator::ResNetGenerator(const GeneratorOptions& options, int64_t n_bloc
   }
   const int64_t dim = ngf << kDownsamplings;
   for (int64_t i = 0; i < n_blocks; ++i) {
-    ResNetBlock residual(dim, options);
+    detail::ResNetBlock residual(dim, options);
     layers->push_back(residual);
   }
   for (int64_t i = 0; i < kDownsamplings; ++i) {
@@ -257,7 +228,7 @@ ResNetGenerator::ResNetGenerator(const GeneratorOptions& options, int64_t n_bloc
     layers->push_back(detail::make_norm_layer(options.norm, ngf * mult / 2));
     layers->push_back(relu());
   }
-  layers->push_back(ReflectionPad(3));
+  layers->push_back(detail::ReflectionPad(3));
   detail::Conv2d last(nn::Conv2dOptions(ngf, options.output_nc, 7));
   layers->push_back(last);
   layers->push_back(nn::Tanh());

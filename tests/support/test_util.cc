@@ -89,6 +89,16 @@ bool have_python_torch() {
   return required(ok, "/usr/bin/python3 with torch and PIL");
 }
 
+std::string node_modules() {
+  static const std::string dir = source_dir() + "/tests/node/node_modules";
+  static const bool ok =
+      run_command("cd " + shell_quote(dir + "/..") +
+                  " && node -e \"require('onnxruntime-node'); require('playwright-core')\"")
+          .exit_code == 0;
+  return required(ok, "node with tests/node/node_modules (onnxruntime-node, playwright-core)") ? dir
+                                                                                               : "";
+}
+
 std::string bf16_unavailable() {
   try {
     check_precision_supported(Precision::kBFloat16);

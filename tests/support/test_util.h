@@ -47,6 +47,11 @@ std::string example_translate();
 /// True when /usr/bin/python3 can import torch (the reference tests need it).
 bool have_python_torch();
 
+/// tests/node/node_modules (scripts/setup.sh --test installs onnxruntime-node and
+/// playwright-core there); empty, and a failure under PIX2PIX_REQUIRE_REFERENCE=1, when node or
+/// the packages are missing.
+std::string node_modules();
+
 /// True when /usr/bin/python3 can import PIL and numpy (the Pillow parity tests need them).
 bool have_python_pil();
 
