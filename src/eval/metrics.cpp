@@ -146,21 +146,32 @@ ImageMetrics compare_images(const Image& real, const Image& fake, const std::str
   } catch (const Error& e) {
     throw Error(name, e.what());
   }
+  m.sharpness = sharpness(a, b);
+  m.checkerboard = checkerboard(a, b);
+  m.colour_error = colour_error(a, b);
   return m;
 }
 
 ImageMetrics mean_metrics(const std::vector<ImageMetrics>& metrics) {
   ImageMetrics mean;
   if (metrics.empty()) return mean;
+  mean.sharpness = 0;
+  int64_t sharp = 0;
   for (const auto& m : metrics) {
     mean.l1 += m.l1;
     mean.psnr += m.psnr;
     mean.ssim += m.ssim;
+    mean.checkerboard += m.checkerboard;
+    mean.colour_error += m.colour_error;
+    if (std::isfinite(m.sharpness)) mean.sharpness += m.sharpness, ++sharp;
   }
   const double n = double(metrics.size());
   mean.l1 /= n;
   mean.psnr /= n;
   mean.ssim /= n;
+  mean.checkerboard /= n;
+  mean.colour_error /= n;
+  mean.sharpness = sharp > 0 ? mean.sharpness / double(sharp) : std::nan("");
   return mean;
 }
 
@@ -300,11 +311,16 @@ std::string list_some(const std::vector<std::string>& items) {
 
 Json number_or_null(double value) { return std::isfinite(value) ? Json(value) : Json(nullptr); }
 
-Json metrics_json(const ImageMetrics& m) {
-  return Json{{"l1", m.l1}, {"psnr", number_or_null(m.psnr)}, {"ssim", m.ssim}};
-}
-
 }  // namespace
+
+Json metrics_json(const ImageMetrics& m) {
+  return Json{{"l1", m.l1},
+              {"psnr", number_or_null(m.psnr)},
+              {"ssim", m.ssim},
+              {"sharpness", number_or_null(m.sharpness)},
+              {"checkerboard", m.checkerboard},
+              {"colour_error", m.colour_error}};
+}
 
 std::vector<EvalPair> pair_eval_images(const std::string& real_dir, const std::string& fake_dir) {
   const std::string fake_folder = fake_dir.empty() ? real_dir : fake_dir;
@@ -393,7 +409,7 @@ EvalReport evaluate_folders(const EvalOptions& options,
 
 std::string metrics_csv(const std::vector<std::string>& names,
                         const std::vector<ImageMetrics>& metrics) {
-  std::string csv = "name,l1,psnr,ssim\n";
+  std::string csv = std::string(kMetricsCsvHeader) + "\n";
   for (size_t i = 0; i < names.size() && i < metrics.size(); ++i) {
     const auto& m = metrics[i];
     // Names are file stems; quote the rare one that would break the row.
@@ -403,8 +419,10 @@ std::string metrics_csv(const std::vector<std::string>& names,
       for (char ch : name) quoted += ch == '"' ? std::string("\"\"") : std::string(1, ch);
       name = quoted + "\"";
     }
-    csv += fmt::format("{},{:.6f},{},{:.6f}\n", name, m.l1,
-                       std::isfinite(m.psnr) ? fmt::format("{:.6f}", m.psnr) : "inf", m.ssim);
+    csv += fmt::format("{},{:.6f},{},{:.6f},{},{:.6f},{:.4f}\n", name, m.l1,
+                       std::isfinite(m.psnr) ? fmt::format("{:.6f}", m.psnr) : "inf", m.ssim,
+                       std::isfinite(m.sharpness) ? fmt::format("{:.6f}", m.sharpness) : "nan",
+                       m.checkerboard, m.colour_error);
   }
   return csv;
 }

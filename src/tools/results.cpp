@@ -43,12 +43,6 @@ std::string format_psnr(double psnr) {
   return std::isfinite(psnr) ? fmt::format("{:.2f}", psnr) : std::string("inf");
 }
 
-Json metrics_json(const ImageMetrics& m) {
-  return Json{{"l1", m.l1},
-              {"psnr", std::isfinite(m.psnr) ? Json(m.psnr) : Json(nullptr)},
-              {"ssim", m.ssim}};
-}
-
 std::string mode_description(bool train_mode) {
   return train_mode ? "train (the paper's test time: batch statistics of each image, dropout on)"
                     : "eval (running batch-norm statistics, no dropout)";
@@ -68,20 +62,28 @@ std::string index_html(const TestOptions& options, const TestResult& result,
   html += fmt::format("split <b>{}</b>, checkpoint <code>{}</code>, mode <b>{}</b>, {} images<br>",
                       escape_html(options.split), escape_html(result.checkpoint),
                       escape_html(mode_description(result.train_mode)), result.images.size());
-  html += fmt::format("mean L1 {:.4f} (on [-1, 1]), PSNR {} dB, SSIM {:.4f}</p>\n", result.mean.l1,
-                      format_psnr(result.mean.psnr), result.mean.ssim);
+  const ImageMetrics& mean = result.mean;
+  html += fmt::format(
+      "mean L1 {:.4f} (on [-1, 1]), PSNR {} dB, SSIM {:.4f}, sharpness {:.3f}, checkerboard "
+      "{:.4f}, colour error {:.2f}</p>\n",
+      mean.l1, format_psnr(mean.psnr), mean.ssim, mean.sharpness, mean.checkerboard,
+      mean.colour_error);
   html +=
       "<table>\n<tr><th>name</th><th>input (real_A)</th><th>output (fake_B)</th>"
-      "<th>target (real_B)</th><th>L1</th><th>PSNR</th><th>SSIM</th></tr>\n";
+      "<th>target (real_B)</th><th>L1</th><th>PSNR</th><th>SSIM</th><th>sharpness</th>"
+      "<th>checkerboard</th><th>colour error</th></tr>\n";
   for (const auto& image : result.images) {
     auto cell = [&](const char* kind) {
       const std::string file = url_encode(image.name + "_" + kind + ".png");
       return fmt::format("<td><a href=\"images/{0}\"><img src=\"images/{0}\" alt=\"{1}\"></a></td>",
                          file, kind);
     };
-    html += fmt::format("<tr><td>{}</td>{}{}{}<td>{:.4f}</td><td>{}</td><td>{:.4f}</td></tr>\n",
-                        escape_html(image.name), cell("real_A"), cell("fake_B"), cell("real_B"),
-                        image.metrics.l1, format_psnr(image.metrics.psnr), image.metrics.ssim);
+    const ImageMetrics& m = image.metrics;
+    html += fmt::format(
+        "<tr><td>{}</td>{}{}{}<td>{:.4f}</td><td>{}</td><td>{:.4f}</td><td>{:.3f}</td>"
+        "<td>{:.4f}</td><td>{:.2f}</td></tr>\n",
+        escape_html(image.name), cell("real_A"), cell("fake_B"), cell("real_B"), m.l1,
+        format_psnr(m.psnr), m.ssim, m.sharpness, m.checkerboard, m.colour_error);
   }
   html += "</table>\n</body></html>\n";
   return html;

@@ -51,7 +51,8 @@ TEST(CliEval, PrintsCsvMeansAndWhyFidIsUnavailable) {
       " --csv " + shell_quote(dir + "/out.csv") + " > " + shell_quote(dir + "/stdout.txt"));
   ASSERT_EQ(result.exit_code, 0) << result.output;
   const std::string output = read_file(dir + "/stdout.txt");
-  EXPECT_EQ(output.rfind("name,l1,psnr,ssim\n1,", 0), 0u) << output;
+  EXPECT_EQ(output.rfind("name,l1,psnr,ssim,sharpness,checkerboard,colour_error\n1,", 0), 0u)
+      << output;
   EXPECT_NE(output.find("\nmean,"), std::string::npos) << output;
   EXPECT_NE(output.find("# FID/KID unavailable: no InceptionV3 weights"), std::string::npos)
       << output;

@@ -173,6 +173,65 @@ std::pair<torch::Tensor, torch::Tensor> random_features(int64_t n, int64_t m, in
   return {x, y};
 }
 
+TEST(Metrics, SharpnessFallsForABlurredCopyAndRisesForANoisyOne) {
+  if (!test::required(fs::exists(test::shared_dir() + "/data/facades/test/1.jpg"),
+                      "../shared/data/facades"))
+    GTEST_SKIP() << "no facades data";
+  const Image photo = facades_photo(1);
+  EXPECT_DOUBLE_EQ(sharpness(photo, photo), 1.0);
+  const double blur = sharpness(photo, blurred(photo));
+  EXPECT_LT(blur, 0.8);
+  EXPECT_GT(blur, 0.2);
+  EXPECT_NEAR(sharpness(blurred(photo), photo), 1.0 / blur, 1e-9);
+  EXPECT_GT(sharpness(photo, noised(photo, 40, 3)), 1.2);
+  Image flat(32, 32, 3);
+  EXPECT_DOUBLE_EQ(sharpness(flat, flat), 1.0);
+  EXPECT_TRUE(std::isnan(sharpness(flat, noised(flat, 10, 1))));
+}
+
+TEST(Metrics, CheckerboardFindsAPlantedTwoPixelPatternAndNotPhotos) {
+  if (!test::required(fs::exists(test::shared_dir() + "/data/facades/test/1.jpg"),
+                      "../shared/data/facades"))
+    GTEST_SKIP() << "no facades data";
+  for (int index : {1, 2, 3}) {
+    const Image photo = facades_photo(index);
+    EXPECT_LT(checkerboard_share(photo), 0.001) << index;  // seen: 0.0001 (little at Nyquist)
+    EXPECT_DOUBLE_EQ(checkerboard(photo, photo), 0.0);
+    Image planted = photo;  // +-12 levels in a 2x2-pixel-period checkerboard
+    for (int y = 0; y < photo.height; ++y)
+      for (int x = 0; x < photo.width; ++x)
+        for (int k = 0; k < 3; ++k) {
+          uint8_t& v = planted.data[(size_t(y) * photo.width + x) * 3 + k];
+          v = uint8_t(std::clamp(int(v) + ((x + y) % 2 == 0 ? 12 : -12), 0, 255));
+        }
+    EXPECT_GT(checkerboard(photo, planted), 0.02) << index;  // seen: 0.025 to 0.05
+    EXPECT_LT(std::abs(checkerboard(photo, noised(photo, 4, 5))), 0.01) << index;
+  }
+  Image stripes(64, 64, 1);  // vertical stripes of period 2: all energy on one Nyquist line
+  for (int y = 0; y < 64; ++y)
+    for (int x = 0; x < 64; ++x) stripes.data[size_t(y) * 64 + x] = x % 2 ? 200 : 50;
+  EXPECT_NEAR(checkerboard_share(stripes), 1.0, 1e-12);
+}
+
+TEST(Metrics, ColourErrorIsTheShiftOfTheBlockColours) {
+  Image image(40, 24, 3);  // 40 x 24: partial blocks at the right and bottom
+  for (size_t i = 0; i < image.data.size(); ++i) image.data[i] = uint8_t(20 + i * 13 % 200);
+  EXPECT_DOUBLE_EQ(colour_error(image, image), 0.0);
+  Image shifted = image;
+  for (size_t i = 0; i < shifted.data.size(); i += 3) shifted.data[i] += 10;  // red +10
+  EXPECT_NEAR(colour_error(image, shifted), 10.0, 1e-9);
+  for (size_t i = 1; i < shifted.data.size(); i += 3) shifted.data[i] -= 10;  // green -10
+  EXPECT_NEAR(colour_error(image, shifted), 10.0 * std::sqrt(2.0), 1e-9);
+  // Texture without a colour change: a pixel shuffle inside each block keeps its mean.
+  Image swapped = image;
+  for (int y = 0; y < 16; ++y)
+    std::swap(swapped.data[(size_t(y) * 40 + 0) * 3], swapped.data[(size_t(y) * 40 + 1) * 3]);
+  EXPECT_NEAR(colour_error(image, swapped), 0.0, 1e-9);
+  EXPECT_GT(l1_distance(image, swapped), 0.0);
+  const ImageMetrics m = compare_images(image, shifted, "shifted");
+  EXPECT_NEAR(m.colour_error, 10.0 * std::sqrt(2.0), 1e-9);
+}
+
 TEST(Metrics, FrechetDistanceAndMmdMatchNumpyScipy) {
   REQUIRE_SKIMAGE();
   const std::string dir = test::temp_dir();
@@ -455,9 +514,12 @@ TEST(EvalFolders, MetricsAndMeansWithoutFidWeights) {
   EXPECT_EQ(json["images"].size(), 3u);
   EXPECT_EQ(json["images"][1]["name"], "2");
   const std::string csv = metrics_csv({"1"}, {report.images[0].metrics});
-  EXPECT_EQ(csv.substr(0, csv.find('\n')), "name,l1,psnr,ssim");
-  EXPECT_EQ(metrics_csv({"same"}, {ImageMetrics{0, INFINITY, 1}}),
-            "name,l1,psnr,ssim\nsame,0.000000,inf,1.000000\n");
+  EXPECT_EQ(csv.substr(0, csv.find('\n')), "name,l1,psnr,ssim,sharpness,checkerboard,colour_error");
+  EXPECT_EQ(metrics_csv({"same"}, {ImageMetrics{0, INFINITY, 1, NAN, 0.25, 3}}),
+            "name,l1,psnr,ssim,sharpness,checkerboard,colour_error\n"
+            "same,0.000000,inf,1.000000,nan,0.250000,3.0000\n");
+  for (const char* key : {"sharpness", "checkerboard", "colour_error"})
+    EXPECT_TRUE(json["mean"].contains(key)) << key;
 }
 
 TEST_F(FidInception, EvalFoldersComputesFidAndKidWithWeights) {

@@ -14,6 +14,11 @@
 //   whose window lies inside the image, averaged over channels: scikit-image's
 //   structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
 //   data_range=255, channel_axis=-1).
+// - sharpness is the mean Sobel gradient magnitude of the output over the target's (1: as sharp
+//   as real; below 1: blurrier), checkerboard the output's share of spectral energy on the Nyquist
+//   lines (where a stride-2 transposed convolution's uneven overlap puts its pattern) minus the
+//   target's, colour_error the mean RGB distance of 16x16 block means in 8-bit levels
+//   (docs/cli.md, "test and eval").
 // - FID is the Frechet distance between Gaussians fitted to two feature sets (mean, unbiased
 //   covariance), with trace(sqrtm(S1 S2)) computed from symmetric eigendecompositions (see
 //   frechet_distance). KID is the unbiased MMD^2 with the kernel k(x, y) = (x.y / d + 1)^3,
@@ -27,6 +32,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -36,9 +42,12 @@ namespace pix2pix {
 
 /// Per-image quality of a translation (fake) against its target (real).
 struct ImageMetrics {
-  double l1 = 0;    ///< mean |real - fake| on the [-1, 1] scale (8-bit difference / 127.5)
-  double psnr = 0;  ///< dB, peak 255; +infinity for identical images
-  double ssim = 0;  ///< mean SSIM, channels averaged (1: identical)
+  double l1 = 0;            ///< mean |real - fake| on the [-1, 1] scale (8-bit difference / 127.5)
+  double psnr = 0;          ///< dB, peak 255; +infinity for identical images
+  double ssim = 0;          ///< mean SSIM, channels averaged (1: identical)
+  double sharpness = 1;     ///< fake's mean gradient / real's (below 1: blurrier); NaN: flat real
+  double checkerboard = 0;  ///< fake's Nyquist-line energy share minus real's (0: none added)
+  double colour_error = 0;  ///< mean distance of 16x16 block-mean colours, 8-bit levels
 };
 
 /// The image as 8-bit samples: 8-bit as is, 16-bit rounded (x / 257), float clamped to [0, 1]
@@ -52,13 +61,35 @@ double psnr(const Image& real, const Image& fake);
 /// Mean SSIM of two 8-bit images of the same size and channels, both sides at least 11 pixels.
 double ssim(const Image& real, const Image& fake);
 
-/// L1, PSNR and SSIM of `fake` against `real`. Both are converted to 8 bits; a gray image is
-/// compared with an RGB one after conversion to RGB, and alpha channels are dropped. Throws
-/// pix2pix::Error naming `name` when the sizes differ or a side is below 11 pixels (SSIM's
-/// window).
+/// Mean Sobel gradient magnitude (3x3, per channel, over the pixels with a full neighbourhood) of
+/// `fake` divided by that of `real`; both 8-bit, same size and channels, sides >= 3. 1 when both
+/// are flat; NaN when only the target is.
+double sharpness(const Image& real, const Image& fake);
+
+/// The share of an 8-bit image's spectral energy (per channel, mean removed, 2-D DFT of the even
+/// crop) on the Nyquist lines: the row and column of bins at half the sampling frequency, where a
+/// period-2 pattern lands (a 2x2 checkerboard at their crossing, stripes on either line).
+double checkerboard_share(const Image& image);
+
+/// checkerboard_share(fake) - checkerboard_share(real): the period-2 energy the output adds.
+double checkerboard(const Image& real, const Image& fake);
+
+/// Side of the blocks whose mean colours colour_error compares.
+inline constexpr int kColourBlock = 16;
+
+/// Mean over 16x16 blocks (partial at the right and bottom edges) of the Euclidean distance
+/// between real's and fake's block-mean colours, in 8-bit levels: colour fidelity without
+/// texture.
+double colour_error(const Image& real, const Image& fake);
+
+/// L1, PSNR, SSIM, sharpness, checkerboard and colour error of `fake` against `real`. Both are
+/// converted to 8 bits; a gray image is compared with an RGB one after conversion to RGB, and alpha
+/// channels are dropped. Throws pix2pix::Error naming `name` when the sizes differ or a side is
+/// below 11 pixels (SSIM's window).
 ImageMetrics compare_images(const Image& real, const Image& fake, const std::string& name);
 
-/// Means of each metric over `metrics` (zeros when empty; PSNR is +infinity if any image's is).
+/// Means of each metric over `metrics` (zeros when empty; PSNR is +infinity if any image's is;
+/// sharpness over the images where it is defined).
 ImageMetrics mean_metrics(const std::vector<ImageMetrics>& metrics);
 
 // ---- distribution distances on feature vectors ------------------------------------------------
@@ -158,8 +189,16 @@ struct EvalReport {
 EvalReport evaluate_folders(const EvalOptions& options,
                             const std::function<void(const std::string&)>& progress = nullptr);
 
-/// Per-image CSV: a header `name,l1,psnr,ssim` and one row per image (6 decimals; "inf" for an
-/// infinite PSNR).
+/// One image's (or the means') metrics as JSON: keys l1, psnr (null when infinite), ssim,
+/// sharpness (null when undefined), checkerboard, colour_error.
+nlohmann::json metrics_json(const ImageMetrics& m);
+
+/// The per-image CSV's header line (without the newline).
+inline constexpr const char* kMetricsCsvHeader =
+    "name,l1,psnr,ssim,sharpness,checkerboard,colour_error";
+
+/// Per-image CSV: kMetricsCsvHeader and one row per image (6 decimals, colour_error 4; "inf" for
+/// an infinite PSNR, "nan" for an undefined sharpness).
 std::string metrics_csv(const std::vector<std::string>& names,
                         const std::vector<ImageMetrics>& metrics);
 /// The report as JSON: {"images": [{name, real, fake, l1, psnr, ssim}...], "mean": {...},
