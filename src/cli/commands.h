@@ -27,6 +27,7 @@ Command add_report_command(CLI::App& parent);
 Command add_demo_command(CLI::App& parent);
 Command add_launch_command(CLI::App& parent);  ///< cmd_launch.cpp: N data-parallel ranks
 Command add_export_command(CLI::App& parent);  ///< cmd_export.cpp: a generator as ONNX
+Command add_serve_command(CLI::App& parent);   ///< cmd_serve.cpp: a generator over HTTP
 
 /// `data` and its subcommands (check, combine, synth, get): cmd_data*.cpp.
 std::vector<Command> add_data_commands(CLI::App& parent);

@@ -62,7 +62,7 @@ int main(int argc, char** argv) {
       pix2pix::cli::add_train_command(app),  pix2pix::cli::add_test_command(app),
       pix2pix::cli::add_eval_command(app),   pix2pix::cli::add_report_command(app),
       pix2pix::cli::add_demo_command(app),   pix2pix::cli::add_launch_command(app),
-      pix2pix::cli::add_export_command(app),
+      pix2pix::cli::add_export_command(app), pix2pix::cli::add_serve_command(app),
   };
   for (auto* add : {&pix2pix::cli::add_data_commands, &pix2pix::cli::add_bench_commands})
     for (auto& command : (*add)(app)) commands.push_back(std::move(command));

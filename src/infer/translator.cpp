@@ -39,17 +39,18 @@ int64_t default_overlap(int64_t tile, int64_t multiple) {
 
 // Puts the generator in the requested mode for one translation and restores its mode and, after
 // train mode, its batch-norm running statistics (translating must not change the model), also
-// when the forward pass throws.
+// when the forward pass throws. A generator already in eval mode is not touched in eval mode, so
+// that several threads can translate with it at once (the server does).
 class ModeGuard {
  public:
   ModeGuard(Generator& generator, bool train_mode)
       : generator_(generator), train_mode_(train_mode), was_training_(generator.is_training()) {
     if (train_mode_)
       for (const auto& buffer : generator_.buffers()) saved_.push_back(buffer.clone());
-    generator_.train(train_mode_);
+    if (was_training_ != train_mode_) generator_.train(train_mode_);
   }
   ~ModeGuard() {
-    generator_.train(was_training_);
+    if (was_training_ != train_mode_) generator_.train(was_training_);
     if (train_mode_) {
       size_t i = 0;
       for (auto& buffer : generator_.buffers()) buffer.copy_(saved_[i++]);

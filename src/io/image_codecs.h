@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <string_view>
 
 #include "pix2pix/io/image_io.h"
 
@@ -29,6 +30,8 @@ ImageInfo jpeg_info(const std::string& path, std::FILE* file);
 Image decode_tiff(const std::string& path, int64_t max_pixels);
 /// Reads the first page's tags of the TIFF at `path`.
 ImageInfo tiff_info(const std::string& path);
+/// Decodes the first page of a TIFF held in `bytes`; `name` is for messages only.
+Image decode_tiff_bytes(const std::string& name, std::string_view bytes, int64_t max_pixels);
 
 /// Throws Error(path, ...) unless 0 < width, 0 < height and width * height <= max_pixels (when
 /// max_pixels > 0), and the image's bytes fit in memory arithmetic. Call before allocating.

@@ -6,9 +6,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -25,6 +27,28 @@ struct FileCloser {
 };
 using FilePtr = std::unique_ptr<std::FILE, FileCloser>;
 
+// The format named by an image's first bytes (`magic`, up to 12), as detect_image_format.
+ImageFormat sniff_format(const unsigned char* magic, size_t n, const std::string& name) {
+  if (n == 0) throw Error(name, "empty file (0 bytes)");
+  static const unsigned char kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
+  if (n >= 8 && std::memcmp(magic, kPng, 8) == 0) return ImageFormat::kPng;
+  if (n >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff) return ImageFormat::kJpeg;
+  if (n >= 4 && ((magic[0] == 'I' && magic[1] == 'I' && magic[3] == 0 &&
+                  (magic[2] == 42 || magic[2] == 43)) ||
+                 (magic[0] == 'M' && magic[1] == 'M' && magic[2] == 0 &&
+                  (magic[3] == 42 || magic[3] == 43)))) {
+    return ImageFormat::kTiff;
+  }
+  // Name a few formats people drop into data folders by mistake.
+  std::string hint;
+  if (n >= 6 && std::memcmp(magic, "GIF8", 4) == 0) hint = " (it is a GIF)";
+  if (n >= 2 && magic[0] == 'B' && magic[1] == 'M') hint = " (it looks like a BMP)";
+  if (n >= 12 && std::memcmp(magic, "RIFF", 4) == 0 && std::memcmp(magic + 8, "WEBP", 4) == 0) {
+    hint = " (it is a WebP)";
+  }
+  throw Error(name, "not a PNG/JPEG/TIFF image" + hint);
+}
+
 // Opens `path` for reading, sniffs its format from the first bytes and rewinds.
 FilePtr open_image(const std::string& path, ImageFormat* format) {
   FilePtr file(std::fopen(path.c_str(), "rb"));
@@ -38,29 +62,31 @@ FilePtr open_image(const std::string& path, ImageFormat* format) {
   if (n == 0 && std::ferror(file.get())) {
     throw Error(path, std::string("cannot read: ") + std::strerror(errno));
   }
-  if (n == 0) throw Error(path, "empty file (0 bytes)");
-  static const unsigned char kPng[8] = {0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'};
-  if (n >= 8 && std::memcmp(magic, kPng, 8) == 0) {
-    *format = ImageFormat::kPng;
-  } else if (n >= 3 && magic[0] == 0xff && magic[1] == 0xd8 && magic[2] == 0xff) {
-    *format = ImageFormat::kJpeg;
-  } else if (n >= 4 && ((magic[0] == 'I' && magic[1] == 'I' && magic[3] == 0 &&
-                         (magic[2] == 42 || magic[2] == 43)) ||
-                        (magic[0] == 'M' && magic[1] == 'M' && magic[2] == 0 &&
-                         (magic[3] == 42 || magic[3] == 43)))) {
-    *format = ImageFormat::kTiff;
-  } else {
-    // Name a few formats people drop into data folders by mistake.
-    std::string hint;
-    if (n >= 6 && std::memcmp(magic, "GIF8", 4) == 0) hint = " (it is a GIF)";
-    if (n >= 2 && magic[0] == 'B' && magic[1] == 'M') hint = " (it looks like a BMP)";
-    if (n >= 12 && std::memcmp(magic, "RIFF", 4) == 0 && std::memcmp(magic + 8, "WEBP", 4) == 0) {
-      hint = " (it is a WebP)";
-    }
-    throw Error(path, "not a PNG/JPEG/TIFF image" + hint);
-  }
+  *format = sniff_format(magic, n, path);
   std::rewind(file.get());
   return file;
+}
+
+// The checks write_png and encode_png make before encoding; `subject` starts the messages.
+void check_png_writable(const std::string& subject, const Image& image,
+                        const PngWriteOptions& options) {
+  if (options.compression_level < 0 || options.compression_level > 9) {
+    throw Error(subject, "PNG compression level " + std::to_string(options.compression_level) +
+                             " is not in 0..9");
+  }
+  if (image.type == SampleType::kFloat32) {
+    throw Error(subject, "cannot write a float32 image as PNG (PNG holds 8- or 16-bit samples)");
+  }
+  if (image.empty() || image.channels > 4) {
+    throw Error(subject, "cannot write a " + std::to_string(image.width) + "x" +
+                             std::to_string(image.height) + "x" + std::to_string(image.channels) +
+                             " image as PNG (needs 1..4 channels and a positive size)");
+  }
+  if (image.data.size() != image.sample_count() * size_t(image.bytes_per_sample())) {
+    throw Error(subject, "image data holds " + std::to_string(image.data.size()) +
+                             " bytes, its size says " +
+                             std::to_string(image.sample_count() * image.bytes_per_sample()));
+  }
 }
 
 template <typename T>
@@ -323,26 +349,58 @@ ImageInfo read_image_info(const std::string& path) {
 }
 
 void write_png(const std::string& path, const Image& image, const PngWriteOptions& options) {
-  if (options.compression_level < 0 || options.compression_level > 9) {
-    throw Error(path, "PNG compression level " + std::to_string(options.compression_level) +
-                          " is not in 0..9");
-  }
-  if (image.type == SampleType::kFloat32) {
-    throw Error(path, "cannot write a float32 image as PNG (PNG holds 8- or 16-bit samples)");
-  }
-  if (image.empty() || image.channels > 4) {
-    throw Error(path, "cannot write a " + std::to_string(image.width) + "x" +
-                          std::to_string(image.height) + "x" + std::to_string(image.channels) +
-                          " image as PNG (needs 1..4 channels and a positive size)");
-  }
-  if (image.data.size() != image.sample_count() * size_t(image.bytes_per_sample())) {
-    throw Error(path, "image data holds " + std::to_string(image.data.size()) +
-                          " bytes, its size says " +
-                          std::to_string(image.sample_count() * image.bytes_per_sample()));
-  }
+  check_png_writable(path, image, options);
   detail::AtomicFile file(path);
   detail::encode_png(path, image, options.compression_level, file.stream());
   file.commit();
+}
+
+ImageFormat detect_image_format(std::string_view bytes, const std::string& name) {
+  return sniff_format(reinterpret_cast<const unsigned char*>(bytes.data()),
+                      std::min<size_t>(bytes.size(), 12), name);
+}
+
+Image decode_image(std::string_view bytes, const std::string& name, const ReadOptions& options) {
+  if (options.channels < 0) {
+    throw Error(name, "invalid ReadOptions::channels " + std::to_string(options.channels));
+  }
+  Image image;
+  const ImageFormat format = detect_image_format(bytes, name);
+  if (format == ImageFormat::kTiff) {
+    image = detail::decode_tiff_bytes(name, bytes, options.max_pixels);
+  } else {
+    // The PNG and JPEG codecs read a FILE*: a read-only stream over the caller's bytes.
+    FilePtr file(fmemopen(const_cast<char*>(bytes.data()), bytes.size(), "rb"));
+    if (!file) {
+      throw Error(name, std::string("fmemopen: ") + std::strerror(errno), ErrorKind::kRuntime);
+    }
+    image = format == ImageFormat::kPng ? detail::decode_png(name, file.get(), options.max_pixels)
+                                        : detail::decode_jpeg(name, file.get(), options.max_pixels);
+  }
+  if (options.channels == 0 || options.channels == image.channels) return image;
+  return detail::convert_channels(image, options.channels, name);
+}
+
+std::string encode_png(const Image& image, const PngWriteOptions& options) {
+  check_png_writable("png", image, options);
+  char* buffer = nullptr;
+  size_t size = 0;
+  FilePtr file(open_memstream(&buffer, &size));
+  if (!file)
+    throw Error("png", std::string("open_memstream: ") + std::strerror(errno), ErrorKind::kRuntime);
+  // The stream owns `buffer` until closed; freed on every path below.
+  std::unique_ptr<char, decltype(&std::free)> owned(nullptr, &std::free);
+  try {
+    detail::encode_png("png", image, options.compression_level, file.get());
+  } catch (...) {
+    file.reset();
+    owned.reset(buffer);
+    throw;
+  }
+  file.reset();  // flushes: buffer and size are final only after fclose
+  owned.reset(buffer);
+  if (buffer == nullptr) throw Error("png", "out of memory", ErrorKind::kRuntime);
+  return std::string(buffer, size);
 }
 
 }  // namespace pix2pix

@@ -3,9 +3,12 @@
 // it serves only 8-bit YCbCr, which it does not reduce). Errors and warnings go to per-file
 // handlers (libtiff >= 4.5), never to stderr. Supported colour models: gray (min-is-black or
 // min-is-white), RGB, palette, CMYK and YCbCr; to add one, extend `read_layout` and `decode`.
+#include <sys/mman.h>
 #include <tiffio.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
@@ -89,13 +92,20 @@ struct TiffCloser {
 
 class TiffReader {
  public:
-  explicit TiffReader(const std::string& path) : path_(path) {
+  // Reads the file at `path`, or, when `fd` >= 0, the open file `fd` (which it then owns and
+  // closes), `path` naming it in messages.
+  explicit TiffReader(const std::string& path, int fd = -1) : path_(path) {
     TIFFOpenOptions* options = TIFFOpenOptionsAlloc();
-    if (options == nullptr) throw Error(path, "out of memory", ErrorKind::kRuntime);
+    if (options == nullptr) {
+      if (fd >= 0) close(fd);
+      throw Error(path, "out of memory", ErrorKind::kRuntime);
+    }
     TIFFOpenOptionsSetErrorHandlerExtR(options, on_tiff_error, &errors_);
     TIFFOpenOptionsSetWarningHandlerExtR(options, on_tiff_warning, nullptr);
-    tiff_.reset(TIFFOpenExt(path.c_str(), "r", options));
+    tiff_.reset(fd >= 0 ? TIFFFdOpenExt(fd, path.c_str(), "r", options)
+                        : TIFFOpenExt(path.c_str(), "r", options));
     TIFFOpenOptionsFree(options);
+    if (tiff_ == nullptr && fd >= 0) close(fd);  // TIFFFdOpen closes it only once open
     if (tiff_ == nullptr) fail("truncated or corrupt TIFF data");
     layout_ = read_layout();
   }
@@ -367,5 +377,26 @@ Image decode_tiff(const std::string& path, int64_t max_pixels) {
 }
 
 ImageInfo tiff_info(const std::string& path) { return TiffReader(path).info(); }
+
+Image decode_tiff_bytes(const std::string& name, std::string_view bytes, int64_t max_pixels) {
+  // libtiff seeks and maps its input: an anonymous in-memory file gives it exactly what a file
+  // on disk would, so both paths decode through the same code.
+  const int fd = memfd_create("pix2pix-tiff", MFD_CLOEXEC);
+  if (fd < 0)
+    throw Error(name, std::string("memfd_create: ") + std::strerror(errno), ErrorKind::kRuntime);
+  for (size_t done = 0; done < bytes.size();) {
+    const ssize_t n = write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int error = errno;
+      close(fd);
+      throw Error(name, std::string("cannot buffer the TIFF: ") + std::strerror(error),
+                  ErrorKind::kRuntime);
+    }
+    done += size_t(n);
+  }
+  lseek(fd, 0, SEEK_SET);
+  return TiffReader(name, fd).decode(max_pixels);
+}
 
 }  // namespace pix2pix::detail

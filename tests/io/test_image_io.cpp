@@ -1037,5 +1037,92 @@ TEST_F(ImageIoTest, WritePngReportsBadPathsAndLeavesNothingBehind) {
   EXPECT_EQ(names, expected);  // no temporary files, no f.png
 }
 
+// ---------------------------------------------------------------------------------------------
+// Images in memory (uploads): decode_image and encode_png
+
+std::string as_string(const std::vector<uint8_t>& bytes) {
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// The same bytes decode the same from memory as from a file, in every format and with channel
+// conversion; the name given stands for the path in errors.
+TEST_F(ImageIoTest, DecodeBytesEqualsReadImageOfTheFile) {
+  const std::string dir = temp_dir();
+  const Image photo = read_image(facades_jpeg());
+  write_png(dir + "/photo.png", photo);
+  write_png(dir + "/gray16.png", random_image(37, 23, 1, SampleType::kUint16));
+  write_tiff(dir + "/photo.tif", photo, 8, PHOTOMETRIC_RGB, 32, false, COMPRESSION_LZW);
+  write_tiff(dir + "/planar.tif", random_image(19, 11, 4, SampleType::kUint8), 8, PHOTOMETRIC_RGB,
+             0, true);
+  const std::vector<std::pair<std::string, ImageFormat>> files = {
+      {facades_jpeg(), ImageFormat::kJpeg},
+      {dir + "/photo.png", ImageFormat::kPng},
+      {dir + "/gray16.png", ImageFormat::kPng},
+      {dir + "/photo.tif", ImageFormat::kTiff},
+      {dir + "/planar.tif", ImageFormat::kTiff}};
+  for (const auto& [path, format] : files) {
+    const std::string bytes = as_string(read_bytes(path));
+    EXPECT_EQ(detect_image_format(bytes, "upload"), format) << path;
+    for (int channels : {0, 1, 3, 4}) {
+      ReadOptions options;
+      options.channels = channels;
+      const Image from_file = read_image(path, options);
+      const Image from_bytes = decode_image(bytes, "upload", options);
+      EXPECT_EQ(from_bytes, from_file) << path << " channels " << channels;
+    }
+  }
+}
+
+TEST_F(ImageIoTest, DecodeBytesRejectsEmptyTruncatedForeignAndHugeImages) {
+  const std::string dir = temp_dir();
+  const Image photo = read_image(facades_jpeg());
+  write_png(dir + "/full.png", photo);
+  write_tiff(dir + "/full.tif", photo, 8, PHOTOMETRIC_RGB, 0, false, COMPRESSION_LZW);
+  for (const std::string& source : {facades_jpeg(), dir + "/full.png", dir + "/full.tif"}) {
+    const std::string bytes = as_string(read_bytes(source));
+    const std::string half = bytes.substr(0, bytes.size() / 2);
+    const std::string extension = fs::path(source).extension().string();
+    const std::string expected = extension == ".jpg"   ? "truncated JPEG data"
+                                 : extension == ".png" ? "truncated PNG data"
+                                                       : "truncated or corrupt TIFF data";
+    expect_error([&] { decode_image(half, "half" + extension); }, "half" + extension, expected);
+    EXPECT_EQ(capture_stderr(dir, [&] { decode_image(half, "half"); }), "") << source;
+    ReadOptions small_limit;
+    small_limit.max_pixels = 1000;
+    expect_error([&] { decode_image(bytes, "big" + extension, small_limit); }, "big" + extension,
+                 "more than the limit of 1000 (ReadOptions::max_pixels)");
+  }
+  expect_error([&] { decode_image("", "empty"); }, "empty", "empty file (0 bytes)");
+  expect_error([&] { detect_image_format("GIF89a\x01\x00", "anim"); }, "anim", "it is a GIF");
+  expect_error([&] { decode_image("hello, world", "text"); }, "text", "not a PNG/JPEG/TIFF image");
+}
+
+// encode_png gives exactly the file write_png writes, for every layout PNG holds; errors as
+// write_png's with "png" for the path.
+TEST_F(ImageIoTest, EncodePngEqualsWritePngFile) {
+  const std::string dir = temp_dir();
+  for (int channels = 1; channels <= 4; ++channels) {
+    for (SampleType type : {SampleType::kUint8, SampleType::kUint16}) {
+      const Image image = random_image(41, 17, channels, type);
+      for (int level : {1, 6, 9}) {
+        PngWriteOptions options;
+        options.compression_level = level;
+        write_png(dir + "/out.png", image, options);
+        const std::string bytes = encode_png(image, options);
+        EXPECT_EQ(bytes, as_string(read_bytes(dir + "/out.png")))
+            << channels << " channels, " << to_string(type) << ", level " << level;
+        EXPECT_EQ(decode_image(bytes, "again"), image);
+      }
+    }
+  }
+  expect_error([&] { encode_png(random_image(4, 4, 3, SampleType::kFloat32)); }, "png",
+               "cannot write a float32 image");
+  expect_error([&] { encode_png(Image()); }, "png", "needs 1..4 channels");
+  PngWriteOptions bad;
+  bad.compression_level = 10;
+  expect_error([&] { encode_png(random_image(4, 4, 3, SampleType::kUint8), bad); }, "png",
+               "compression level 10");
+}
+
 }  // namespace
 }  // namespace pix2pix

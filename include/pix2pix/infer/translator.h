@@ -55,7 +55,9 @@ struct TranslatePlan {
   bool over_budget_in_train_mode = false;
 };
 
-/// Translates images with one generator.
+/// Translates images with one generator. In eval mode, translations may run from several threads
+/// at once when the generator is already in eval mode (generator->eval()): translate then leaves
+/// its state alone. Train mode changes the generator's state: one translation at a time.
 class Translator {
  public:
   Translator(std::shared_ptr<Generator> generator, TranslateOptions options = {});

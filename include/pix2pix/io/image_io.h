@@ -16,6 +16,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace pix2pix {
@@ -137,6 +138,16 @@ Image read_image(const std::string& path, const ReadOptions& options = {});
 /// The header of a PNG, JPEG or TIFF file, without decoding pixels (errors as read_image).
 ImageInfo read_image_info(const std::string& path);
 
+/// The format of an encoded image from its first bytes, as read_image detects it. Throws
+/// pix2pix::Error("<name>: ...") for empty bytes or an unknown format (naming GIF, BMP, WebP).
+ImageFormat detect_image_format(std::string_view bytes, const std::string& name);
+
+/// Decodes a PNG, JPEG or TIFF held in memory (an upload, say) exactly as read_image decodes the
+/// same bytes from a file: same result, same checks, same options.max_pixels. `name` stands for
+/// the path in error messages ("<name>: <reason>"); the bytes are not copied.
+Image decode_image(std::string_view bytes, const std::string& name,
+                   const ReadOptions& options = {});
+
 /// Converts between channel counts with Pillow's conventions: gray -> RGB replicates;
 /// RGB -> gray is ITU-R 601-2 luma, for 8 bits exactly Pillow's
 /// (R * 19595 + G * 38470 + B * 7471 + 0x8000) >> 16, for 16 bits (which Pillow lacks)
@@ -160,5 +171,10 @@ struct PngWriteOptions {
 /// ErrorKind::kInput for an image PNG cannot hold or bad options, ErrorKind::kRuntime when the
 /// folder is missing or not writable or the write fails.
 void write_png(const std::string& path, const Image& image, const PngWriteOptions& options = {});
+
+/// The PNG write_png would write for `image`, as bytes in memory (byte for byte the same file).
+/// Throws pix2pix::Error("png: <reason>", ErrorKind::kInput) for an image PNG cannot hold or bad
+/// options.
+std::string encode_png(const Image& image, const PngWriteOptions& options = {});
 
 }  // namespace pix2pix
