@@ -87,7 +87,7 @@ print(f"{len(latencies) / wall:.2f} {pick(0.50):.1f} {pick(0.99):.1f} {len(failu
 EOF
 
 precisions=(fp32)
-if "$binary" bench infer --netG "$net" --size 32 --steps 1 --warmup 0 --peak-seconds 0 \
+if "$binary" bench infer --netG "$net" --size 256 --steps 1 --warmup 0 --peak-seconds 0 \
      --precision bf16 >/dev/null 2>&1; then
   precisions+=(bf16)
 fi

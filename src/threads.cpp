@@ -64,6 +64,12 @@ void tune_allocator() {
 #endif
 }
 
+void share_main_heap() {
+#if defined(__GLIBC__)
+  mallopt(M_ARENA_MAX, 1);
+#endif
+}
+
 void set_adaptive_threads(int max_threads) {
   governor = Governor{};
   governor.max_threads = std::max(0, max_threads);

@@ -15,6 +15,12 @@ namespace pix2pix {
 /// without glibc.
 void tune_allocator();
 
+/// Makes every thread allocate from glibc's main heap (M_ARENA_MAX 1). Threads other than the
+/// main one otherwise get arenas of at most 64 MB, where tune_allocator's thresholds cannot keep
+/// a network's activations: the server's connection threads translated 2.4x slower than the main
+/// thread (docs/serve.md). Call before starting such threads. No-op without glibc.
+void share_main_heap();
+
 /// Adapts the intra-op thread count (at::set_num_threads) between 1 and max_threads to the
 /// cores that other processes leave free, measured from /proc between steps; 0 turns it off
 /// (the thread count then stays as set). Process-wide, like at::set_num_threads.

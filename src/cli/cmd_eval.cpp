@@ -35,7 +35,8 @@ int run_eval(const EvalFlags& flags, const CLI::App& app) {
   }
   // CSV rows, a `mean` row, then FID / KID as comment lines.
   fmt::print("{}", metrics_csv(names, metrics));
-  fmt::print("{}", metrics_csv({"mean"}, {report.mean}).substr(std::string(kMetricsCsvHeader).size() + 1));
+  fmt::print(
+      "{}", metrics_csv({"mean"}, {report.mean}).substr(std::string(kMetricsCsvHeader).size() + 1));
   if (report.fid_available)
     fmt::print("# FID {:.6f}, KID {:.6f} (std {:.6f}, {} subsets of {}), {} images per set\n",
                report.fid, report.kid.mean, report.kid.std, report.kid.subsets,

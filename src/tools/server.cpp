@@ -14,6 +14,7 @@
 #include "pix2pix/data/transforms.h"
 #include "pix2pix/error.h"
 #include "pix2pix/names.h"
+#include "pix2pix/threads.h"
 
 namespace pix2pix {
 
@@ -110,6 +111,7 @@ struct TranslationServer::State {
   std::mutex log_mutex;
   httplib::Server http;
   int port = 0;
+  const int threads = at::get_num_threads();  // the constructing thread's intra-op threads
 
   State(std::shared_ptr<Generator> generator_, const TranslateOptions& translate,
         const ServeOptions& options_)
@@ -126,6 +128,9 @@ struct TranslationServer::State {
 
   // decode -> translate -> encode, as `pix2pix translate` does for a file.
   std::string translate(const std::string& bytes, const std::string& name) {
+    // Intra-op threads are a per-thread setting of OpenMP: give this connection thread the
+    // count the server was started with (a fresh thread gets libtorch's default, 1).
+    if (at::get_num_threads() != threads) at::set_num_threads(threads);
     std::unique_lock<std::mutex> one_at_a_time(train_mode_mutex, std::defer_lock);
     if (translator.options().train_mode) one_at_a_time.lock();
     ReadOptions read_options;
@@ -143,6 +148,7 @@ TranslationServer::TranslationServer(std::shared_ptr<Generator> generator,
                                      const ServeOptions& options) {
   if (!generator) throw Error::option("generator", "no generator given");
   check_options(options);
+  share_main_heap();  // connection threads run the network: keep its buffers in the heap
   // Concurrent eval-mode translations need a generator that is in eval mode before they start
   // (Translator then leaves its state alone).
   if (!translate.train_mode) generator->eval();
@@ -159,6 +165,9 @@ TranslationServer::TranslationServer(std::shared_ptr<Generator> generator,
   http.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http.set_payload_max_length(size_t(options.max_body_bytes));
   http.set_keep_alive_timeout(options.keep_alive_s);
+  // Headers and body go out in separate writes: without TCP_NODELAY, Nagle's algorithm and the
+  // client's delayed ACK held each answer back ~40 ms.
+  http.set_tcp_nodelay(true);
 
   http.set_pre_routing_handler([](const httplib::Request&, httplib::Response&) {
     request_start = Clock::now();

@@ -50,7 +50,9 @@ struct ServeOptions {
 class TranslationServer {
  public:
   /// Checks the options (pix2pix::Error naming the field, e.g. `workers`) and the translate
-  /// options against the generator; listens only once bind() is called.
+  /// options against the generator; listens only once bind() is called. Calls
+  /// share_main_heap() (threads.h): process-wide, so that connection threads translate as fast
+  /// as the main thread.
   TranslationServer(std::shared_ptr<Generator> generator, const TranslateOptions& translate,
                     const ServeOptions& options);
   ~TranslationServer();
