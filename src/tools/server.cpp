@@ -111,7 +111,6 @@ struct TranslationServer::State {
   std::mutex log_mutex;
   httplib::Server http;
   int port = 0;
-  const int threads = at::get_num_threads();  // the constructing thread's intra-op threads
 
   State(std::shared_ptr<Generator> generator_, const TranslateOptions& translate,
         const ServeOptions& options_)
@@ -128,9 +127,6 @@ struct TranslationServer::State {
 
   // decode -> translate -> encode, as `pix2pix translate` does for a file.
   std::string translate(const std::string& bytes, const std::string& name) {
-    // Intra-op threads are a per-thread setting of OpenMP: give this connection thread the
-    // count the server was started with (a fresh thread gets libtorch's default, 1).
-    if (at::get_num_threads() != threads) at::set_num_threads(threads);
     std::unique_lock<std::mutex> one_at_a_time(train_mode_mutex, std::defer_lock);
     if (translator.options().train_mode) one_at_a_time.lock();
     ReadOptions read_options;
