@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
 #include <cstring>
 #include <thread>
@@ -74,11 +76,17 @@ int run_serve(ServeFlags flags, const CLI::App& app) {
   if (pipe2(stop_pipe, O_CLOEXEC) != 0)
     throw Error("serve", std::string("pipe: ") + std::strerror(errno), ErrorKind::kRuntime);
   const int port = server.bind();
-  std::thread stopper([&server] {
+  // httplib's stop() does nothing until serve() has started listening: a signal that comes
+  // before would be lost, so the stopper repeats it until serve() has returned.
+  std::atomic<bool> served{false};
+  std::thread stopper([&server, &served] {
     char byte;
     while (read(stop_pipe[0], &byte, 1) < 0 && errno == EINTR) {
     }
-    server.stop();
+    while (!served) {
+      server.stop();
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
   });
   struct sigaction action = {};
   action.sa_handler = on_stop_signal;
@@ -92,6 +100,7 @@ int run_serve(ServeFlags flags, const CLI::App& app) {
                          options.max_queue));
   print_line(fmt::format("serving http://{}:{}/", options.host, port));
   server.serve();
+  served = true;
   on_stop_signal(0);  // serve() returned on its own: release the stopper thread
   stopper.join();
   print_line("stopped");

@@ -397,9 +397,9 @@ std::string encode_png(const Image& image, const PngWriteOptions& options) {
     owned.reset(buffer);
     throw;
   }
-  file.reset();  // flushes: buffer and size are final only after fclose
+  const bool flushed = std::fclose(file.release()) == 0;  // buffer and size final only now
   owned.reset(buffer);
-  if (buffer == nullptr) throw Error("png", "out of memory", ErrorKind::kRuntime);
+  if (!flushed || buffer == nullptr) throw Error("png", "out of memory", ErrorKind::kRuntime);
   return std::string(buffer, size);
 }
 

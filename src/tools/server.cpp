@@ -60,7 +60,9 @@ thread_local bool request_started = false;
 
 void answer_error(httplib::Response& res, int status, const std::string& message) {
   res.status = status;
-  res.set_content(Json{{"error", message}}.dump(), "application/json");
+  // replace: a message quoting the request (a path with byte 0xFF) must not throw here.
+  res.set_content(Json{{"error", message}}.dump(-1, ' ', false, Json::error_handler_t::replace),
+                  "application/json");
 }
 
 // The media type of a Content-Type header, lower case, without parameters.
@@ -76,9 +78,13 @@ std::string media_type(const std::string& content_type) {
 std::string refuse_content_type(const std::string& content_type) {
   const std::string type = media_type(content_type);
   if (type.empty() || type == "image/png" || type == "image/jpeg" || type == "image/jpg" ||
-      type == "image/tiff" || type == "application/octet-stream" ||
-      type == "application/x-www-form-urlencoded")
+      type == "image/tiff" || type == "application/octet-stream")
     return "";
+  // httplib parses such bodies as forms and refuses them above 8 KB.
+  if (type == "application/x-www-form-urlencoded")
+    return "Content-Type application/x-www-form-urlencoded (curl's default for --data-binary): "
+           "send the image with -H 'Content-Type: image/png' (or image/jpeg, image/tiff, "
+           "application/octet-stream)";
   if (type == "multipart/form-data")
     return "Content-Type multipart/form-data: send the image file itself as the body";
   return "Content-Type " + type + " is not a PNG, JPEG or TIFF image";
@@ -107,7 +113,10 @@ struct TranslationServer::State {
   Translator translator;
   ServeOptions options;
   AdmissionGate gate;
-  std::mutex train_mode_mutex;  // train mode swaps the model's statistics: one at a time
+  // Train mode swaps the model's statistics and bf16 layers fill their weight caches lazily:
+  // both translate one image at a time.
+  std::mutex one_at_a_time_mutex;
+  bool one_at_a_time;
   std::mutex log_mutex;
   httplib::Server http;
   int port = 0;
@@ -117,7 +126,12 @@ struct TranslationServer::State {
       : generator(generator_),
         translator(generator_, translate),
         options(options_),
-        gate(options_.workers, options_.max_queue) {}
+        gate(one_at_a_time_for(translate, options_) ? 1 : options_.workers, options_.max_queue),
+        one_at_a_time(one_at_a_time_for(translate, options_)) {}
+
+  static bool one_at_a_time_for(const TranslateOptions& translate, const ServeOptions& options) {
+    return translate.train_mode || options.precision != "fp32";
+  }
 
   void log(const std::string& line) {
     if (!options.log) return;
@@ -127,8 +141,8 @@ struct TranslationServer::State {
 
   // decode -> translate -> encode, as `pix2pix translate` does for a file.
   std::string translate(const std::string& bytes, const std::string& name) {
-    std::unique_lock<std::mutex> one_at_a_time(train_mode_mutex, std::defer_lock);
-    if (translator.options().train_mode) one_at_a_time.lock();
+    std::unique_lock<std::mutex> lock(one_at_a_time_mutex, std::defer_lock);
+    if (one_at_a_time) lock.lock();
     ReadOptions read_options;
     read_options.channels = static_cast<int>(generator->options().input_nc);
     read_options.max_pixels = options.max_pixels;
@@ -176,8 +190,9 @@ TranslationServer::TranslationServer(std::shared_ptr<Generator> generator,
       [max_body = options.max_body_bytes](const httplib::Request& req, httplib::Response& res) {
         if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
         std::string message = fmt::format("HTTP error {}", res.status);
-        if (res.status == 400) {
-          // httplib refuses a multipart body it cannot parse before our handler sees it.
+        if (res.status == 400 || res.status == 413) {
+          // httplib refuses a multipart body it cannot parse, and a form body over 8 KB, before
+          // our handler sees it.
           const std::string refused = refuse_content_type(req.get_header_value("Content-Type"));
           if (!refused.empty()) {
             answer_error(res, 415, refused);

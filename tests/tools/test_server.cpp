@@ -287,6 +287,8 @@ TEST_F(ServerTest, BadInputsGetJsonErrorsAndServingGoesOn) {
       {"empty", "", "image/png", 400, "empty body"},
       {"text", "hello", "text/plain", 415, "text/plain is not a PNG, JPEG or TIFF"},
       {"form", good, "multipart/form-data; boundary=x", 415, "multipart/form-data"},
+      {"curl's default type", large_body.substr(0, 20000), "application/x-www-form-urlencoded", 415,
+       "-H 'Content-Type: image/png'"},
       {"not an image", "hello, world", "application/octet-stream", 415, "not a PNG/JPEG/TIFF"},
       {"gif", "GIF89a\x01\x00\x01\x00", "application/octet-stream", 415, "it is a GIF"},
       {"truncated", good.substr(0, good.size() / 2), "image/png", 400, "truncated PNG data"},
@@ -306,6 +308,9 @@ TEST_F(ServerTest, BadInputsGetJsonErrorsAndServingGoesOn) {
   const Answer unknown = get(server.port(), "/v2/nothing");
   EXPECT_EQ(unknown.status, 404);
   EXPECT_NE(error_of(unknown).find("no such endpoint"), std::string::npos) << unknown.body;
+  const Answer not_utf8 = get(server.port(), "/%FF");  // quoted in the error: must not crash it
+  EXPECT_EQ(not_utf8.status, 404);
+  EXPECT_NE(error_of(not_utf8).find("no such endpoint"), std::string::npos) << not_utf8.body;
   EXPECT_EQ(server.stop(), 0) << server.output();
   EXPECT_NE(server.output().find("POST /v1/translate 415 in=5 out="), std::string::npos)
       << server.output();

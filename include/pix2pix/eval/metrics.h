@@ -88,8 +88,8 @@ double colour_error(const Image& real, const Image& fake);
 /// below 11 pixels (SSIM's window).
 ImageMetrics compare_images(const Image& real, const Image& fake, const std::string& name);
 
-/// Means of each metric over `metrics` (zeros when empty; PSNR is +infinity if any image's is;
-/// sharpness over the images where it is defined).
+/// Means of each metric over `metrics` (a default ImageMetrics when empty; PSNR is +infinity if
+/// any image's is; sharpness over the images where it is defined, NaN when none).
 ImageMetrics mean_metrics(const std::vector<ImageMetrics>& metrics);
 
 // ---- distribution distances on feature vectors ------------------------------------------------
@@ -201,7 +201,7 @@ inline constexpr const char* kMetricsCsvHeader =
 /// an infinite PSNR, "nan" for an undefined sharpness).
 std::string metrics_csv(const std::vector<std::string>& names,
                         const std::vector<ImageMetrics>& metrics);
-/// The report as JSON: {"images": [{name, real, fake, l1, psnr, ssim}...], "mean": {...},
+/// The report as JSON: {"images": [{name, real, fake, and metrics_json's keys}...], "mean": {...},
 /// "fid": value or null, "kid": {mean, std, subsets, subset_size} or null,
 /// "fid_unavailable": reason or null}. Infinite PSNRs are written as null.
 std::string eval_report_json(const EvalReport& report);

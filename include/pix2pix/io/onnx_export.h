@@ -31,8 +31,9 @@ const std::vector<std::string>& names<OnnxMode>();
 /// How export_onnx writes the model.
 struct OnnxExportOptions {
   OnnxMode mode = OnnxMode::kEval;  ///< test-time behaviour
-  /// ONNX operator set, 13..17 (17: the newest Debian's onnx 1.12 checks; ONNX Runtime 1.10 and
-  /// later run it). Every node used has had its present form since opset 13.
+  /// ONNX operator set, 13..17 (17: the newest Debian's onnx 1.12 checks; ONNX Runtime 1.12 and
+  /// later run it, older runtimes need a lower one). Every node used has had its present form
+  /// since opset 13.
   int64_t opset = 17;
   /// Extra metadata_props entries (e.g. direction, source weights), beside the ones always
   /// written: mode, architecture, input_nc, output_nc, ngf, norm, upsampling, size_multiple.
