@@ -57,13 +57,7 @@ Command add_export_command(CLI::App& parent) {
   auto flags = std::make_shared<ExportFlags>();
   CLI::App* app = parent.add_subcommand(
       "export", "Write a generator as an ONNX model (dynamic batch, height and width)");
-  app->add_option("--weights", flags->weights,
-                  "generator: a run directory (runs/NAME: options.json + checkpoints), one of its "
-                  "checkpoints, or a PyTorch state_dict (.pth)")
-      ->required()
-      ->check(CLI::ExistingPath);
-  app->add_option("--epoch", flags->epoch,
-                  "with a run directory: latest (default), best or an epoch number");
+  add_weights_flags(app, flags->weights, flags->epoch);
   app->add_option("--out", flags->out, "the .onnx file to write")->required();
   app->add_option("--mode", flags->mode,
                   "eval: running batch-norm statistics, no dropout (translate's default); paper: "

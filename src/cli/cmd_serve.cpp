@@ -115,13 +115,7 @@ Command add_serve_command(CLI::App& parent) {
       "serve",
       "Serve a generator over HTTP: POST /v1/translate (an image in, the PNG translate writes "
       "out), GET /v1/model, GET /healthz, and a page at / (docs/serve.md)");
-  app->add_option("--weights", flags->weights,
-                  "generator: a run directory (runs/NAME: options.json + checkpoints), one of its "
-                  "checkpoints, or a PyTorch state_dict (.pth)")
-      ->required()
-      ->check(CLI::ExistingPath);
-  app->add_option("--epoch", flags->epoch,
-                  "with a run directory: latest (default), best or an epoch number");
+  add_weights_flags(app, flags->weights, flags->epoch);
   flags->generator.add_to(app);
   flags->compute.add_to(app);
   auto* eval_flag =

@@ -213,13 +213,7 @@ Command add_translate_command(CLI::App& parent) {
       "translate",
       "Translate images of any size with a generator: OUT/<stem>.png per file, OUT/<relative "
       "path>.png per image in a folder");
-  app->add_option("--weights", flags->weights,
-                  "generator: a run directory (runs/NAME: options.json + checkpoints), one of its "
-                  "checkpoints, or a PyTorch state_dict (.pth)")
-      ->required()
-      ->check(CLI::ExistingPath);
-  app->add_option("--epoch", flags->epoch,
-                  "with a run directory: latest (default), best or an epoch number");
+  add_weights_flags(app, flags->weights, flags->epoch);
   app->add_option("--out", flags->out, "output folder (created if missing)")->required();
   flags->generator.add_to(app);
   flags->compute.add_to(app);

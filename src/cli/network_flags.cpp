@@ -68,6 +68,16 @@ GeneratorOptions resolve_generator(const GeneratorSource& source, const Generato
 
 }  // namespace
 
+void add_weights_flags(CLI::App* app, std::string& weights, std::string& epoch) {
+  app->add_option("--weights", weights,
+                  "generator: a run directory (runs/NAME: options.json + checkpoints), one of its "
+                  "checkpoints, or a PyTorch state_dict (.pth)")
+      ->required()
+      ->check(CLI::ExistingPath);
+  app->add_option("--epoch", epoch,
+                  "with a run directory: latest (default), best or an epoch number");
+}
+
 LoadedGenerator load_generator(const std::string& weights, const std::string& epoch,
                                const GeneratorFlags& flags, const CLI::App& app) {
   LoadedGenerator loaded;

@@ -36,6 +36,10 @@ struct LoadedGenerator {
   std::shared_ptr<Generator> generator;  ///< float32, weights loaded, compute not yet set
 };
 
+/// --weights (required, an existing path) and --epoch, as load_generator takes them: the same
+/// flags and help in every command that runs a trained generator (translate, export, serve).
+void add_weights_flags(CLI::App* app, std::string& weights, std::string& epoch);
+
 /// Finds, builds and loads the generator; `app` tells which generator flags were given.
 LoadedGenerator load_generator(const std::string& weights, const std::string& epoch,
                                const GeneratorFlags& flags, const CLI::App& app);
