@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 
+#include "eval/image_checks.h"
 #include "pix2pix/error.h"
 #include "pix2pix/eval/metrics.h"
 
@@ -13,22 +14,11 @@ namespace pix2pix {
 
 namespace {
 
-// H x W x C 8-bit samples -> C x 1 x H x W double (one plane per channel, for conv2d).
-at::Tensor planes(const Image& image) {
-  return at::from_blob(const_cast<uint8_t*>(image.data.data()),
-                       {image.height, image.width, image.channels}, at::kByte)
-      .permute({2, 0, 1})
-      .unsqueeze(1)
-      .to(at::kDouble);
-}
+// C x 1 x H x W double: one plane per channel, for conv2d.
+at::Tensor planes(const Image& image) { return detail::to_chw_double(image).unsqueeze(1); }
 
 void require_same(const Image& real, const Image& fake, const char* what, int min_side) {
-  if (real.type != SampleType::kUint8 || fake.type != SampleType::kUint8)
-    throw Error(what, "expects 8-bit images (see to_8bit)");
-  if (real.width != fake.width || real.height != fake.height || real.channels != fake.channels)
-    throw Error(what,
-                fmt::format("images differ in size: {}x{}x{} and {}x{}x{}", real.width, real.height,
-                            real.channels, fake.width, fake.height, fake.channels));
+  detail::require_comparable(real, fake, what);
   if (real.width < min_side || real.height < min_side)
     throw Error(what, fmt::format("images of {}x{} are below {} pixels a side", real.width,
                                   real.height, min_side));

@@ -11,6 +11,7 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
+#include "eval/image_checks.h"
 #include "io/atomic_file.h"
 #include "pix2pix/data/dataset.h"
 #include "pix2pix/data/transforms.h"
@@ -29,7 +30,10 @@ constexpr double kSsimK1 = 0.01, kSsimK2 = 0.03, kSsimSigma = 1.5;
 constexpr int kSsimRadius = 5;
 constexpr double kPeak = 255.0;
 
-// H x W x C 8-bit samples -> C x H x W double.
+}  // namespace
+
+namespace detail {
+
 at::Tensor to_chw_double(const Image& image) {
   return at::from_blob(const_cast<uint8_t*>(image.data.data()),
                        {image.height, image.width, image.channels}, at::kByte)
@@ -46,6 +50,13 @@ void require_comparable(const Image& real, const Image& fake, const char* what) 
                             real.channels, fake.width, fake.height, fake.channels));
   if (real.empty()) throw Error(what, "empty images");
 }
+
+}  // namespace detail
+
+namespace {
+
+using detail::require_comparable;
+using detail::to_chw_double;
 
 double mean_squared_error(const Image& real, const Image& fake) {
   double sum = 0;
