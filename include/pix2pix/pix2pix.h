@@ -6,6 +6,7 @@
 #include "pix2pix/data/dataset.h"
 #include "pix2pix/data/loader.h"
 #include "pix2pix/data/transforms.h"
+#include "pix2pix/device.h"
 #include "pix2pix/error.h"
 #include "pix2pix/eval/metrics.h"
 #include "pix2pix/infer/tiling.h"

@@ -12,6 +12,7 @@
 #include "commands.h"
 #include "network_flags.h"
 #include "pix2pix/cpu.h"
+#include "pix2pix/device.h"
 #include "pix2pix/tools/benchmark.h"
 
 namespace pix2pix::cli {
@@ -32,11 +33,13 @@ int run_bench(const BenchNetworkFlags& flags, bool train) {
   options.generator = flags.generator.resolve();
   options.discriminator = flags.discriminator.resolve(options.generator);
   options.compute = flags.compute.resolve();
-  // The peak first, while nothing else of ours holds memory or threads.
-  const double peak_fp32 = measure_matmul_peak(Precision::kFloat32, flags.peak_seconds);
+  // The peak first, while nothing else of ours holds memory or threads; a CPU's only.
+  const bool on_cpu = options.compute.device.is_cpu();
+  const double peak_fp32 =
+      on_cpu ? measure_matmul_peak(Precision::kFloat32, flags.peak_seconds) : 0;
   // A bf16 peak only where bf16 runs (auto resolves to it; docs/cpus.md).
   const CpuFeatures& cpu = cpu_features();
-  const bool bf16_runs = parse_precision("auto") == Precision::kBFloat16;
+  const bool bf16_runs = on_cpu && parse_precision("auto") == Precision::kBFloat16;
   const double peak_bf16 =
       bf16_runs ? measure_matmul_peak(Precision::kBFloat16, flags.peak_seconds) : 0;
   const BenchResult result = train ? bench_train(options) : bench_infer(options);
@@ -52,6 +55,7 @@ int run_bench(const BenchNetworkFlags& flags, bool train) {
       {"batch", options.batch},
       {"steps", options.steps},
       {"warmup", options.warmup},
+      {"device", describe(options.compute.device)},
       {"threads", at::get_num_threads()},
       {"precision", to_string(options.compute.precision)},
       {"transposed_conv", to_string(options.compute.transposed)},
@@ -100,6 +104,7 @@ int run_bench(const BenchNetworkFlags& flags, bool train) {
              bf16_runs ? fmt::format("{:.0f} GFLOP/s", peak_bf16)
                        : std::string("- (bf16 does not run on this CPU)"));
   fmt::print("cpu: {}\n", cpu.describe());
+  if (!on_cpu) fmt::print("device: {}\n", describe(options.compute.device));
   return 0;
 }
 

@@ -58,8 +58,7 @@ int run_serve(ServeFlags flags, const CLI::App& app) {
   if (flags.max_body_mb <= 0)
     throw Error::option("max_body_mb", fmt::format("{} must be positive", flags.max_body_mb));
   const LoadedGenerator loaded = load_generator(flags.weights, flags.epoch, flags.generator, app);
-  const ComputeOptions compute = flags.compute.resolve();
-  set_compute(*loaded.generator, compute);
+  const ComputeOptions compute = flags.compute.apply_to(*loaded.generator);
   TranslateOptions translate;
   translate.train_mode = flags.train_mode;
   translate.tile = flags.tile;

@@ -3,6 +3,8 @@
 #include <fmt/core.h>
 
 #include "commands.h"
+#include "option_flags.h"
+#include "pix2pix/device.h"
 #include "pix2pix/tools/results.h"
 
 namespace pix2pix::cli {
@@ -13,11 +15,13 @@ struct TestFlags {
   TestOptions options;
   bool eval_mode = false;
   bool train_mode = false;
+  std::string device = "auto";
 };
 
 int run_test_command(const TestFlags& flags) {
   TestOptions options = flags.options;
   options.train_mode = !flags.eval_mode;  // the paper's train mode unless --eval
+  options.device = parse_device(flags.device);
   const TestResult result =
       run_test(options, [](const std::string& line) { fmt::print("{}\n", line); });
   fmt::print("results: {}/index.html\n", result.results_dir);
@@ -50,6 +54,7 @@ Command add_test_command(CLI::App& parent) {
       ->check(CLI::NonNegativeNumber);
   app->add_option("--seed", flags->options.seed, "seed of dropout in train mode")
       ->capture_default_str();
+  add_option_flag(app, "device", flags->device)->capture_default_str();
   return {app, [flags] { return run_test_command(*flags); }};
 }
 

@@ -121,7 +121,7 @@ int run_translate(const TranslateFlags& flags, const CLI::App& app) {
   const Direction direction = !flags.direction.empty() ? parse_direction(flags.direction)
                               : source.has_direction   ? source.direction
                                                        : Direction::kAtoB;
-  set_compute(*generator, flags.compute.resolve());
+  flags.compute.apply_to(*generator);
   TranslateOptions translate_options;
   translate_options.train_mode = flags.train_mode;
   translate_options.tile = flags.tile;

@@ -1,6 +1,7 @@
 #include "network_flags.h"
 
 #include "option_flags.h"
+#include "pix2pix/device.h"
 #include "pix2pix/io/pytorch_import.h"
 #include "pix2pix/names.h"
 
@@ -117,6 +118,7 @@ void InitFlags::add_to(CLI::App* app) {
 InitOptions InitFlags::resolve() const { return {parse_init_type(type), gain}; }
 
 void ComputeFlags::add_to(CLI::App* app) {
+  add_option_flag(app, "device", device)->capture_default_str();
   add_option_flag(app, "precision", precision)
       ->check(CLI::IsMember(and_also(names<Precision>(), "auto")))
       ->capture_default_str();
@@ -130,10 +132,21 @@ void ComputeFlags::add_to(CLI::App* app) {
 
 ComputeOptions ComputeFlags::resolve() const {
   ComputeOptions options;
-  options.precision = parse_precision(precision);
-  check_precision_supported(options.precision);  // before anything is written
+  options.device = parse_device(device);
+  // auto: bf16 where the CPU has bfloat16 instructions, and on every GPU.
+  options.precision = precision == "auto" && options.device.is_cuda() ? Precision::kBFloat16
+                                                                      : parse_precision(precision);
+  check_precision_supported(options.precision, options.device);  // before anything is written
   options.transposed = parse_transposed_conv(transposed);
   options.onednn_direct = bf16_conv == "direct";
+  return options;
+}
+
+ComputeOptions ComputeFlags::apply_to(torch::nn::Module& module) const {
+  const ComputeOptions options = resolve();
+  module.to(options.device);
+  configure_device(options.device);
+  set_compute(module, options);
   return options;
 }
 

@@ -63,15 +63,18 @@ struct InitFlags {
   InitOptions resolve() const;
 };
 
-/// How the networks compute: --precision fp32|bf16, --transposed-conv auto|gradient|native,
-/// --bf16-conv direct|libtorch.
+/// How and where the networks compute: --device auto|cpu|cuda[:N], --precision fp32|bf16|auto,
+/// --transposed-conv auto|gradient|native, --bf16-conv direct|libtorch.
 struct ComputeFlags {
+  std::string device = "auto";
   std::string precision = "fp32";
   std::string transposed = "auto";
   std::string bf16_conv = "direct";
 
   void add_to(CLI::App* app);
   ComputeOptions resolve() const;
+  /// resolve(), then `module` moved to the device and set to compute there (set_compute).
+  ComputeOptions apply_to(torch::nn::Module& module) const;
 };
 
 }  // namespace pix2pix::cli

@@ -12,6 +12,7 @@
 #include <set>
 
 #include "pix2pix/data/transforms.h"
+#include "pix2pix/device.h"
 #include "pix2pix/error.h"
 #include "pix2pix/infer/tiling.h"
 #include "pix2pix/train/run_directory.h"
@@ -140,14 +141,16 @@ at::Tensor Translator::translate_tensor(
   if (plan.padded_width != width || plan.padded_height != height)
     padded = reflect_pad(batch, plan.pad_top, plan.padded_height - height - plan.pad_top,
                          plan.pad_left, plan.padded_width - width - plan.pad_left);
-  at::Tensor output;
-  if (plan.tile == 0) {
-    output = generator_->forward(padded);
-  } else {
-    output = run_tiled(
-        padded, [this](const at::Tensor& tile) { return generator_->forward(tile); }, plan.tile,
-        plan.overlap, generator_->size_multiple(), on_tile);
-  }
+  // The image stays on the CPU; each whole image or tile visits the generator's device.
+  const at::Device device = device_of(*generator_);
+  const TileFunction forward = [&](const at::Tensor& x) {
+    return generator_->forward(x.to(device)).to(at::kCPU);
+  };
+  const at::Tensor output_padded = plan.tile == 0
+                                       ? forward(padded)
+                                       : run_tiled(padded, forward, plan.tile, plan.overlap,
+                                                   generator_->size_multiple(), on_tile);
+  at::Tensor output = output_padded;
   if (plan.padded_width != width || plan.padded_height != height)
     output = output.narrow(2, plan.pad_top, height).narrow(3, plan.pad_left, width).contiguous();
   return input.dim() == 3 ? output[0] : output;

@@ -1,7 +1,9 @@
 #include "pix2pix/io/onnx_export.h"
 
+#if PIX2PIX_WITH_ONNX
 #include <onnx/checker.h>
 #include <onnx/onnx_pb.h>
+#endif
 #include <torch/nn.h>
 
 #include <cstring>
@@ -22,6 +24,7 @@ const std::vector<std::string>& names<OnnxMode>() {
   return list;
 }
 
+#if PIX2PIX_WITH_ONNX
 namespace {
 
 namespace nn = torch::nn;
@@ -326,6 +329,15 @@ std::string onnx_model_bytes(const Generator& generator, const OnnxExportOptions
     throw Error("onnx export: the model does not serialize (over 2 GB?)", ErrorKind::kRuntime);
   return bytes;
 }
+
+#else  // Built without Debian's libonnx (PIX2PIX_WITH_ONNX=OFF).
+
+std::string onnx_model_bytes(const Generator&, const OnnxExportOptions&) {
+  throw Error("export", "this build has no ONNX support (built with PIX2PIX_WITH_ONNX=OFF)",
+              ErrorKind::kRuntime);
+}
+
+#endif
 
 void export_onnx(const Generator& generator, const std::string& path,
                  const OnnxExportOptions& options) {

@@ -6,6 +6,7 @@
 #include "models/convolution.h"
 #include "names_table.h"
 #include "pix2pix/cpu.h"
+#include "pix2pix/device.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix {
@@ -56,8 +57,9 @@ Precision parse_precision(const std::string& name) {
       "precision", "unknown precision '" + name + "' (expected " + detail::list_names(known) + ")");
 }
 
-void check_precision_supported(Precision precision) {
-  if (precision == Precision::kBFloat16 && !bf16_unavailable_reason().empty())
+void check_precision_supported(Precision precision, const c10::Device& device) {
+  // GPUs: cuDNN computes bfloat16 on Ampere and newer (the H100/H200 this was written for).
+  if (device.is_cpu() && precision == Precision::kBFloat16 && !bf16_unavailable_reason().empty())
     throw Error::option("precision", bf16_unavailable_reason());
 }
 
@@ -76,7 +78,7 @@ TransposedConv parse_transposed_conv(const std::string& name) {
 std::string to_string(TransposedConv mode) { return detail::name_of(mode); }
 
 int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options) {
-  check_precision_supported(options.precision);
+  check_precision_supported(options.precision, device_of(module));
   if (options.gradient_min_side < 1)
     throw Error("ComputeOptions", "gradient_min_side must be at least 1");
   if (options.matmul_max_side < 0 || options.matmul_max_side_transposed < 0 ||

@@ -234,8 +234,8 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
   if (!is_bf16(compute)) {
     // Float32, TransposedConv::kAuto: small maps as im2col + one matrix product (within float
     // rounding of the reference's numbers), as bf16 does.
-    if (compute.transposed == TransposedConv::kAuto && options.groups() == 1 && explicit_padding &&
-        c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()) &&
+    if (input.is_cpu() && compute.transposed == TransposedConv::kAuto && options.groups() == 1 &&
+        explicit_padding && c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()) &&
         small_input(input, compute.matmul_max_side_float32))
       return add_bias(
           conv2d_as_matmul(input, weight, to_vector(options.stride()), to_vector(*explicit_padding),
@@ -266,7 +266,10 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
   const at::Tensor x16 = x.to(at::kBFloat16);
   const at::Tensor w16 = weight16_.get(weight);
   at::Tensor y;
-  if (options.groups() == 1 && small_input(x, compute.matmul_max_side))
+  // The forms below are the CPU's; on a GPU, cuDNN's own bfloat16 convolution.
+  if (!x16.is_cpu())
+    y = at::conv2d(x16, w16, {}, stride, padding, dilation, options.groups());
+  else if (options.groups() == 1 && small_input(x, compute.matmul_max_side))
     y = conv2d_as_matmul(x16, w16, stride, padding, dilation, compute.small_products);
   else if (compute.onednn_direct && onednn_direct_applies(x16, options.groups()))
     y = onednn_conv2d(x16, w16, packed_, stride, padding, dilation);
@@ -290,7 +293,9 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
     const at::Tensor x16 = input.to(at::kBFloat16);
     const at::Tensor w16 = weight16_.get(weight);
     at::Tensor y;
-    if (small_input(input, compute.matmul_max_side_transposed))
+    if (!x16.is_cpu())  // libtorch 1.13's wrong bfloat16 conv_transpose2d is its CPU kernel
+      y = at::conv_transpose2d(x16, w16, {}, stride, padding, output_padding);
+    else if (small_input(input, compute.matmul_max_side_transposed))
       y = conv_transpose2d_as_matmul(x16, w16, stride, padding, output_padding,
                                      compute.small_products);
     else if (compute.onednn_direct && onednn_direct_applies(x16, 1))
@@ -302,6 +307,7 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
   // Float32, TransposedConv::kAuto: small maps as a matrix product and col2im (within float
   // rounding of the reference's numbers; measured faster in the training step here than both
   // slow_conv_transpose2d and the gradient form), larger ones as convolution gradients.
+  if (!input.is_cpu()) return torch::nn::ConvTranspose2dImpl::forward(input, output_size);
   if (compute.transposed == TransposedConv::kAuto && plain_layer && !output_size &&
       small_input(input, compute.matmul_max_side_transposed))
     return add_bias(

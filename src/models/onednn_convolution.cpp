@@ -1,5 +1,6 @@
 #include "models/onednn_convolution.h"
 
+#if PIX2PIX_WITH_ONEDNN
 #include <ATen/ATen.h>
 #include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
@@ -601,3 +602,41 @@ at::Tensor onednn_conv_transpose2d(const at::Tensor& x, const at::Tensor& weight
 }
 
 }  // namespace pix2pix::detail
+
+#else  // Built without oneDNN (PIX2PIX_WITH_ONEDNN=OFF): bfloat16 convolutions go through libtorch.
+
+#include "pix2pix/error.h"
+
+namespace pix2pix::detail {
+
+struct OnednnWeights::Packed {};
+OnednnWeights::OnednnWeights() = default;
+OnednnWeights::~OnednnWeights() = default;
+OnednnWeights::OnednnWeights(const OnednnWeights&) {}
+OnednnWeights& OnednnWeights::operator=(const OnednnWeights&) { return *this; }
+bool onednn_direct_applies(const at::Tensor&, int64_t) { return false; }
+void set_onednn_primitive_capacity(size_t) {}
+size_t onednn_primitive_count() { return 0; }
+
+namespace {
+[[noreturn]] void unavailable() {
+  throw Error("bf16_conv", "this build has no direct oneDNN path (PIX2PIX_WITH_ONEDNN=OFF)",
+              ErrorKind::kRuntime);
+}
+}  // namespace
+
+at::Tensor onednn_conv2d(const at::Tensor&, const at::Tensor&, OnednnWeights&,
+                         const std::vector<int64_t>&, const std::vector<int64_t>&,
+                         const std::vector<int64_t>&) {
+  unavailable();
+}
+
+at::Tensor onednn_conv_transpose2d(const at::Tensor&, const at::Tensor&, OnednnWeights&,
+                                   const std::vector<int64_t>&, const std::vector<int64_t>&,
+                                   const std::vector<int64_t>&) {
+  unavailable();
+}
+
+}  // namespace pix2pix::detail
+
+#endif

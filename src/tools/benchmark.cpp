@@ -4,6 +4,7 @@
 #include <ATen/record_function.h>
 #include <sys/resource.h>
 #include <torch/csrc/autograd/grad_mode.h>
+#include <torch/cuda.h>
 
 #include <algorithm>
 #include <atomic>
@@ -11,6 +12,7 @@
 #include <cstring>
 #include <mutex>
 
+#include "pix2pix/device.h"
 #include "pix2pix/error.h"
 #include "pix2pix/models/init.h"
 #include "pix2pix/threads.h"
@@ -132,8 +134,15 @@ std::shared_ptr<Generator> build_generator(const BenchOptions& options) {
                                     generator->options().net + ": must be a multiple of " +
                                     std::to_string(generator->size_multiple()));
   init_weights(*generator);
+  generator->to(options.compute.device);
+  configure_device(options.compute.device);
   set_compute(*generator, options.compute);
   return generator;
+}
+
+// On a GPU the work is queued: a run's time is the time until the device has done it.
+void wait_for_device(const c10::Device& device) {
+  if (device.is_cuda()) torch::cuda::synchronize(device.index());
 }
 
 // Times `run` warmup + steps times; counts the FLOPs of the first run (a warm-up one when there
@@ -152,8 +161,10 @@ BenchResult time_runs(const BenchOptions& options, const std::function<void()>& 
   }
   for (int64_t i = 0; i < options.steps; ++i) {
     adapt_threads();
+    wait_for_device(options.compute.device);
     const auto start = Clock::now();
     run();
+    wait_for_device(options.compute.device);
     result.seconds.push_back(seconds_since(start));
   }
   result.median_s = median_of(result.seconds);
@@ -224,13 +235,17 @@ BenchResult bench_train(const BenchOptions& options) {
   d_options.input_nc = options.generator.input_nc + options.generator.output_nc;
   auto discriminator = make_discriminator(d_options);
   init_weights(*discriminator);
+  discriminator->to(options.compute.device);
   set_compute(*discriminator, options.compute);
   discriminator->output_shape(options.size, options.size);  // throws if too small
   Pix2PixStep model(generator, discriminator, {}, {}, {});
+  const c10::Device device = options.compute.device;
   const at::Tensor x =
-      at::rand({options.batch, options.generator.input_nc, options.size, options.size}) * 2 - 1;
+      (at::rand({options.batch, options.generator.input_nc, options.size, options.size}) * 2 - 1)
+          .to(device);
   const at::Tensor y =
-      at::rand({options.batch, options.generator.output_nc, options.size, options.size}) * 2 - 1;
+      (at::rand({options.batch, options.generator.output_nc, options.size, options.size}) * 2 - 1)
+          .to(device);
   StepStats stats;
   BenchResult result = time_runs(options, [&] { stats = model.step(x, y); });
   result.loss_g = stats.g_gan + 100.0 * stats.g_l1;
@@ -242,7 +257,8 @@ BenchResult bench_infer(const BenchOptions& options) {
   auto generator = build_generator(options);
   generator->eval();
   const at::Tensor x =
-      at::rand({options.batch, options.generator.input_nc, options.size, options.size}) * 2 - 1;
+      (at::rand({options.batch, options.generator.input_nc, options.size, options.size}) * 2 - 1)
+          .to(options.compute.device);
   at::NoGradGuard no_grad;
   return time_runs(options, [&] { generator->forward(x); });
 }

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "pix2pix/data/dataset.h"
+#include "pix2pix/device.h"
 #include "pix2pix/error.h"
 #include "pix2pix/infer/translator.h"
 #include "pix2pix/io/pytorch_import.h"
@@ -169,6 +170,8 @@ TestResult run_test(const TestOptions& options,
 
   auto generator = make_generator(run.generator);
   load_state_dict(*generator, read_state_dict(result.checkpoint), result.checkpoint);
+  generator->to(options.device);
+  configure_device(options.device);
   TranslateOptions translate_options;
   translate_options.train_mode = options.train_mode;
   const Translator translator(generator, translate_options);

@@ -8,6 +8,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "pix2pix/device.h"
 #include "pix2pix/error.h"
 #include "pix2pix/io/pytorch_import.h"
 #include "pix2pix/train/trainer.h"
@@ -31,7 +32,7 @@ struct SavedState {
   RunPosition position;
   int64_t epoch_step = 0;  // older states: the position in batches of a single process
   bool has_samples = false;
-  at::Tensor torch_rng, penalty_rng, schedule;
+  at::Tensor torch_rng, penalty_rng, cuda_rng, schedule;
   std::string options;  // the options the run started with (JSON), when the state has them
 };
 
@@ -63,6 +64,8 @@ SavedState read_saved_state(const std::string& path) {
       s.torch_rng = value;
     else if (key == "penalty_rng")
       s.penalty_rng = value;
+    else if (key == "cuda_rng")
+      s.cuda_rng = value;
     else if (key == "schedule")
       s.schedule = value.to(at::kDouble).contiguous();
     else if (key == "options" && value.scalar_type() == at::kByte) {
@@ -137,6 +140,11 @@ void Checkpointer::save_state(Pix2PixStep& model, const LrSchedule& schedule,
   state.emplace_back("torch_rng",
                      at::Tensor(at::detail::getDefaultCPUGenerator().get_state()).clone());
   state.emplace_back("penalty_rng", at::Tensor(model.penalty_generator().get_state()).clone());
+  // On a GPU dropout draws from that device's generator: its state too, for an exact resume.
+  const at::Device device = device_of(model.generator());
+  if (device.is_cuda())
+    state.emplace_back(
+        "cuda_rng", at::Tensor(at::globalContext().defaultGenerator(device).get_state()).clone());
   state.emplace_back("schedule", at::tensor(schedule.state(), at::kDouble));
   // The options as UTF-8 JSON bytes (Python: bytes(state["options"].numpy()).decode()), so the
   // state alone says how to continue the run.
@@ -164,6 +172,11 @@ RunPosition restore_checkpoint(const RunDirectory& run, const TrainOptions& opti
   at::Generator default_generator = at::detail::getDefaultCPUGenerator();  // a handle
   default_generator.set_state(state.torch_rng);
   model.penalty_generator().set_state(state.penalty_rng);
+  const at::Device device = device_of(model.generator());
+  if (device.is_cuda() && state.cuda_rng.defined()) {
+    at::Generator cuda_generator = at::globalContext().defaultGenerator(device);  // a handle
+    cuda_generator.set_state(state.cuda_rng);
+  }
   if (state.schedule.defined())
     schedule.load_state(
         std::vector<double>(state.schedule.data_ptr<double>(),

@@ -11,9 +11,11 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+#if PIX2PIX_WITH_GLOO
 #include <torch/csrc/distributed/c10d/FileStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#endif
 
 #include "pix2pix/error.h"
 
@@ -33,6 +35,27 @@ int env_int(const char* name, int fallback, int low, int high) {
                     std::to_string(high));
   return static_cast<int>(value);
 }
+
+}  // namespace
+
+DistributedOptions distributed_from_environment() {
+  DistributedOptions options;
+  const bool slurm = std::getenv("WORLD_SIZE") == nullptr && std::getenv("SLURM_NTASKS");
+  options.world_size =
+      slurm ? env_int("SLURM_NTASKS", 1, 1, 1 << 20) : env_int("WORLD_SIZE", 1, 1, 1 << 20);
+  options.rank = slurm ? env_int("SLURM_PROCID", 0, 0, options.world_size - 1)
+                       : env_int("RANK", 0, 0, options.world_size - 1);
+  options.local_rank = slurm ? env_int("SLURM_LOCALID", 0, 0, 1 << 20)
+                             : env_int("LOCAL_RANK", options.rank, 0, 1 << 20);
+  if (const char* address = std::getenv("MASTER_ADDR"); address != nullptr && *address != '\0')
+    options.master_addr = address;
+  options.master_port = env_int("MASTER_PORT", options.master_port, 1, 65535);
+  return options;
+}
+
+#if PIX2PIX_WITH_GLOO
+
+namespace {
 
 // The first line of an exception's message (c10 errors carry a backtrace after it).
 std::string first_line(const std::exception& error) {
@@ -54,21 +77,6 @@ bool is_loopback(const std::string& address) {
 }
 
 }  // namespace
-
-DistributedOptions distributed_from_environment() {
-  DistributedOptions options;
-  const bool slurm = std::getenv("WORLD_SIZE") == nullptr && std::getenv("SLURM_NTASKS");
-  options.world_size =
-      slurm ? env_int("SLURM_NTASKS", 1, 1, 1 << 20) : env_int("WORLD_SIZE", 1, 1, 1 << 20);
-  options.rank = slurm ? env_int("SLURM_PROCID", 0, 0, options.world_size - 1)
-                       : env_int("RANK", 0, 0, options.world_size - 1);
-  options.local_rank = slurm ? env_int("SLURM_LOCALID", 0, 0, 1 << 20)
-                             : env_int("LOCAL_RANK", options.rank, 0, 1 << 20);
-  if (const char* address = std::getenv("MASTER_ADDR"); address != nullptr && *address != '\0')
-    options.master_addr = address;
-  options.master_port = env_int("MASTER_PORT", options.master_port, 1, 65535);
-  return options;
-}
 
 struct Communicator::State {
   int rank = 0;
@@ -250,5 +258,32 @@ void Communicator::barrier() {
   if (state_->world_size == 1) return;
   state_->run("barrier", [&] { return state_->group->barrier(); });
 }
+
+#else  // Built without Gloo (PIX2PIX_WITH_GLOO=OFF): a single process only.
+
+struct Communicator::State {};
+Communicator::Communicator(std::unique_ptr<State> state) : state_(std::move(state)) {}
+Communicator::~Communicator() = default;
+
+std::shared_ptr<Communicator> Communicator::connect(const DistributedOptions&) {
+  throw Error::option("backend",
+                      "this build has no Gloo (PIX2PIX_WITH_GLOO=OFF): one process only");
+}
+
+std::shared_ptr<Communicator> Communicator::connect_file(const std::string&, int, int, double) {
+  throw Error::option("backend",
+                      "this build has no Gloo (PIX2PIX_WITH_GLOO=OFF): one process only");
+}
+
+// Unreachable (no Communicator is ever made): a world of one.
+int Communicator::rank() const { return 0; }
+int Communicator::world_size() const { return 1; }
+void Communicator::broadcast(const std::vector<at::Tensor>&, int) {}
+void Communicator::all_reduce_sum(const std::vector<at::Tensor>&, int64_t) {}
+void Communicator::all_reduce_mean(const std::vector<at::Tensor>&, int64_t) {}
+double Communicator::all_reduce_max(double value) { return value; }
+void Communicator::barrier() {}
+
+#endif
 
 }  // namespace pix2pix

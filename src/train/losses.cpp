@@ -40,7 +40,9 @@ at::Tensor gradient_penalty(const std::function<at::Tensor(const at::Tensor&)>& 
                             const at::Tensor& real, const at::Tensor& fake, double weight,
                             at::Generator generator, double constant) {
   const int64_t batch = real.size(0);
-  at::Tensor alpha = at::rand({batch, 1}, generator, real.options())
+  // Drawn on the CPU (the penalty's own CPU generator, saved in checkpoints) on every device.
+  at::Tensor alpha = at::rand({batch, 1}, generator, real.options().device(at::kCPU))
+                         .to(real.device())
                          .expand({batch, real.numel() / batch})
                          .reshape(real.sizes());
   at::Tensor interpolates =

@@ -28,8 +28,10 @@ const uint16_t* bf16_bits(const at::Tensor& t) {
 Adam::Adam(std::vector<at::Tensor> parameters, AdamOptions options)
     : parameters_(std::move(parameters)), states_(parameters_.size()), options_(options) {
   for (const auto& p : parameters_)
-    if (p.scalar_type() != at::kFloat || !p.is_contiguous() || !p.device().is_cpu())
-      throw Error("Adam", "parameters must be contiguous float32 CPU tensors", ErrorKind::kRuntime);
+    if (p.scalar_type() != at::kFloat || !p.is_contiguous() ||
+        p.device() != parameters_.front().device())
+      throw Error("Adam", "parameters must be contiguous float32 tensors on one device",
+                  ErrorKind::kRuntime);
 }
 
 void Adam::step() {
@@ -45,40 +47,62 @@ void Adam::step() {
       state.exp_avg_sq = at::zeros_like(p);
     }
     ++state.step;
-    // float32, or bfloat16 as bf16 training leaves on convolution weights (read as they are);
-    // anything else is widened first.
-    const bool bf16 = grad.scalar_type() == at::kBFloat16;
-    const at::Tensor g = bf16 ? grad.contiguous() : grad.to(at::kFloat).contiguous();
-    float* param = p.data_ptr<float>();
-    float* exp_avg = state.exp_avg.data_ptr<float>();
-    float* exp_avg_sq = state.exp_avg_sq.data_ptr<float>();
-    const detail::AdamStep hyper{options_.lr,  options_.beta1,        options_.beta2,
-                                 options_.eps, options_.weight_decay, state.step};
-    // Every element is updated on its own, so splitting the range over threads changes nothing
-    // in the result (one thread is memory-bound at about half the machine's bandwidth).
-    const uint16_t* g16 = bf16 ? bf16_bits(g) : nullptr;
-    const float* g32 = bf16 ? nullptr : g.data_ptr<float>();
-    uint16_t* copy = state.bf16_copy.defined()
-                         ? reinterpret_cast<uint16_t*>(state.bf16_copy.data_ptr<at::BFloat16>())
-                         : nullptr;
-    // Chosen here, not inside the threads: the first look at the CPU may throw (a bad
-    // PIX2PIX_CPU_FEATURES), which must not happen inside an OpenMP region.
-    const detail::AdamKernel kernel = detail::default_adam_kernel();
-    at::parallel_for(0, p.numel(), kGrain, [&](int64_t begin, int64_t end) {
-      const auto count = static_cast<size_t>(end - begin);
-      uint16_t* copy_block = copy ? copy + begin : nullptr;
-      if (g16)
-        detail::adam_update(param + begin, g16 + begin, exp_avg + begin, exp_avg_sq + begin, count,
-                            hyper, copy_block, kernel);
-      else
-        detail::adam_update(param + begin, g32 + begin, exp_avg + begin, exp_avg_sq + begin, count,
-                            hyper, copy_block, kernel);
-    });
-    // Written through raw pointers: record the in-place change as torch's ops would (cached
-    // bf16 copies and autograd's saved-tensor checks look at the version).
-    p.unsafeGetTensorImpl()->bump_version();
-    if (copy) state.bf16_copy.unsafeGetTensorImpl()->bump_version();
+    if (options_.fused && p.device().is_cpu())
+      fused_update(p, grad, state);
+    else
+      tensor_update(p, grad, state);
   }
+}
+
+void Adam::fused_update(at::Tensor& p, const at::Tensor& grad, ParamState& state) const {
+  // float32, or bfloat16 as bf16 training leaves on convolution weights (read as they are);
+  // anything else is widened first.
+  const bool bf16 = grad.scalar_type() == at::kBFloat16;
+  const at::Tensor g = bf16 ? grad.contiguous() : grad.to(at::kFloat).contiguous();
+  float* param = p.data_ptr<float>();
+  float* exp_avg = state.exp_avg.data_ptr<float>();
+  float* exp_avg_sq = state.exp_avg_sq.data_ptr<float>();
+  const detail::AdamStep hyper{options_.lr,  options_.beta1,        options_.beta2,
+                               options_.eps, options_.weight_decay, state.step};
+  // Every element is updated on its own, so splitting the range over threads changes nothing
+  // in the result (one thread is memory-bound at about half the machine's bandwidth).
+  const uint16_t* g16 = bf16 ? bf16_bits(g) : nullptr;
+  const float* g32 = bf16 ? nullptr : g.data_ptr<float>();
+  uint16_t* copy = state.bf16_copy.defined()
+                       ? reinterpret_cast<uint16_t*>(state.bf16_copy.data_ptr<at::BFloat16>())
+                       : nullptr;
+  // Chosen here, not inside the threads: the first look at the CPU may throw (a bad
+  // PIX2PIX_CPU_FEATURES), which must not happen inside an OpenMP region.
+  const detail::AdamKernel kernel = detail::default_adam_kernel();
+  at::parallel_for(0, p.numel(), kGrain, [&](int64_t begin, int64_t end) {
+    const auto count = static_cast<size_t>(end - begin);
+    uint16_t* copy_block = copy ? copy + begin : nullptr;
+    if (g16)
+      detail::adam_update(param + begin, g16 + begin, exp_avg + begin, exp_avg_sq + begin, count,
+                          hyper, copy_block, kernel);
+    else
+      detail::adam_update(param + begin, g32 + begin, exp_avg + begin, exp_avg_sq + begin, count,
+                          hyper, copy_block, kernel);
+  });
+  // Written through raw pointers: record the in-place change as torch's ops would (cached
+  // bf16 copies and autograd's saved-tensor checks look at the version).
+  p.unsafeGetTensorImpl()->bump_version();
+  if (copy) state.bf16_copy.unsafeGetTensorImpl()->bump_version();
+}
+
+void Adam::tensor_update(at::Tensor& p, const at::Tensor& grad, ParamState& state) const {
+  // torch.optim.Adam's single-tensor form, operation for operation.
+  at::Tensor g = grad.to(at::kFloat);
+  if (options_.weight_decay != 0) g = g.add(p, options_.weight_decay);
+  state.exp_avg.mul_(options_.beta1).add_(g, 1.0 - options_.beta1);
+  state.exp_avg_sq.mul_(options_.beta2).addcmul_(g, g, 1.0 - options_.beta2);
+  const double step = static_cast<double>(state.step);
+  const double bias_correction1 = 1.0 - std::pow(options_.beta1, step);
+  const double bias_correction2 = 1.0 - std::pow(options_.beta2, step);
+  const at::Tensor denom =
+      (state.exp_avg_sq.sqrt() / std::sqrt(bias_correction2)).add_(options_.eps);
+  p.addcdiv_(state.exp_avg, denom, -options_.lr / bias_correction1);
+  if (state.bf16_copy.defined()) state.bf16_copy.copy_(p);
 }
 
 void Adam::set_bfloat16_copy(const at::Tensor& parameter, at::Tensor copy) {
@@ -87,11 +111,11 @@ void Adam::set_bfloat16_copy(const at::Tensor& parameter, at::Tensor copy) {
   if (it == parameters_.end())
     throw Error("Adam", "set_bfloat16_copy: not a parameter of this optimiser",
                 ErrorKind::kRuntime);
-  if (copy.scalar_type() != at::kBFloat16 || !copy.is_contiguous() || !copy.device().is_cpu() ||
-      !copy.sizes().equals(parameter.sizes()))
+  if (copy.scalar_type() != at::kBFloat16 || !copy.is_contiguous() ||
+      copy.device() != parameter.device() || !copy.sizes().equals(parameter.sizes()))
     throw Error("Adam",
-                "set_bfloat16_copy: the copy must be a contiguous bfloat16 CPU tensor of the "
-                "parameter's shape",
+                "set_bfloat16_copy: the copy must be a contiguous bfloat16 tensor of the "
+                "parameter's shape and device",
                 ErrorKind::kRuntime);
   states_[static_cast<size_t>(it - parameters_.begin())].bf16_copy = std::move(copy);
 }
@@ -102,6 +126,12 @@ void Adam::zero_grad() {
 
 bool Adam::gradients_finite() const {
   RECORD_FUNCTION("pix2pix::Adam::gradients_finite", std::vector<c10::IValue>());
+  if (!parameters_.empty() && !parameters_.front().device().is_cpu()) {
+    std::vector<at::Tensor> checks;  // one flag per gradient, fetched together
+    for (const auto& p : parameters_)
+      if (p.grad().defined()) checks.push_back(at::isfinite(p.grad()).all());
+    return checks.empty() || at::stack(checks).all().item<bool>();
+  }
   for (const auto& p : parameters_) {
     const at::Tensor& grad = p.grad();
     if (!grad.defined()) continue;
@@ -130,8 +160,8 @@ StateDict Adam::state() const {
   for (size_t i = 0; i < states_.size(); ++i) {
     if (states_[i].step == 0) continue;
     const std::string prefix = std::to_string(i) + ".";
-    out.emplace_back(prefix + "exp_avg", states_[i].exp_avg);
-    out.emplace_back(prefix + "exp_avg_sq", states_[i].exp_avg_sq);
+    out.emplace_back(prefix + "exp_avg", states_[i].exp_avg.to(at::kCPU));
+    out.emplace_back(prefix + "exp_avg_sq", states_[i].exp_avg_sq.to(at::kCPU));
     out.emplace_back(prefix + "step", at::scalar_tensor(states_[i].step, at::kLong));
   }
   return out;
@@ -156,10 +186,11 @@ void Adam::load_state(const StateDict& state, const std::string& source) {
     }
     if (!value.sizes().equals(parameters_[index].sizes()) || value.scalar_type() != at::kFloat)
       throw Error(source, "optimizer state '" + key + "' does not match its parameter's shape");
+    const at::Device device = parameters_[index].device();
     if (field == "exp_avg")
-      loaded[index].exp_avg = value.contiguous().clone();
+      loaded[index].exp_avg = value.to(device).contiguous().clone();
     else if (field == "exp_avg_sq")
-      loaded[index].exp_avg_sq = value.contiguous().clone();
+      loaded[index].exp_avg_sq = value.to(device).contiguous().clone();
     else
       throw Error(source, "unexpected optimizer state key '" + key + "'");
   }

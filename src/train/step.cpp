@@ -52,9 +52,10 @@ class BufferSnapshot {
     for (auto& [buffer, copy] : saved_) buffer.copy_(copy);
   }
   bool finite() const {
+    std::vector<at::Tensor> checks;  // fetched together: one host synchronisation on a GPU
     for (const auto& [buffer, copy] : saved_)
-      if (buffer.is_floating_point() && !at::isfinite(buffer).all().item<bool>()) return false;
-    return true;
+      if (buffer.is_floating_point()) checks.push_back(at::isfinite(buffer).all());
+    return checks.empty() || at::stack(checks).all().item<bool>();
   }
   void add_buffers_to(std::vector<at::Tensor>& buffers) const {
     for (const auto& [buffer, copy] : saved_) buffers.push_back(buffer);

@@ -6,6 +6,7 @@
 #include <functional>
 #include <stdexcept>
 
+#include "pix2pix/device.h"
 #include "pix2pix/error.h"
 
 namespace pix2pix::detail {
@@ -175,6 +176,25 @@ const std::vector<Field>& fields() {
       value({"max_nonfinite", kMayChange, kPlain,
              "stop after N steps in a row with a non-finite loss or gradient (0: never)"},
             P2P_FIELD(max_nonfinite)),
+      {{"device", true, false,
+        "where G and D run: auto (the first GPU when this libtorch has CUDA and sees one, else "
+        "the CPU), cpu, cuda or cuda:N"},
+       [](const TrainOptions& o) { return Json(o.compute.device.str()); },
+       [](const Json& j, TrainOptions& o) {
+         if (!j.is_string()) throw Error("expected a string, not " + j.dump());
+         const std::string name = j.get<std::string>();
+         // A run's record may name a GPU this machine lacks (translating a GPU-trained run on a
+         // laptop): only the name is checked here; the CLI checks what it will run on.
+         if (name == "auto") {
+           o.compute.device = parse_device(name);
+         } else {
+           try {
+             o.compute.device = c10::Device(name);
+           } catch (const c10::Error&) {
+             throw Error("'" + name + "' is not a device: auto, cpu, cuda or cuda:N");
+           }
+         }
+       }},
       named({"precision", kMayChange, kPlain,
              "fp32; bf16: bfloat16 convolutions (fp32 master weights, norms and losses), on CPUs "
              "with bfloat16 instructions (AVX-512 BF16 or AMX; BF16 on arm64); auto: bf16 where "

@@ -14,6 +14,7 @@
 #include "io/atomic_file.h"
 #include "names_table.h"
 #include "pix2pix/cpu.h"
+#include "pix2pix/device.h"
 #include "pix2pix/error.h"
 #include "pix2pix/io/image_io.h"
 #include "pix2pix/io/pytorch_import.h"
@@ -61,8 +62,9 @@ std::pair<double, double> evaluate(Generator& generator, Loader& loader,
   loader.start_epoch(0);
   double l1 = 0, psnr = 0;
   int64_t count = 0;
+  const at::Device device = device_of(generator);
   while (auto batch = next_batch(loader, on_bad)) {
-    at::Tensor fake = generator.forward(batch->input);
+    at::Tensor fake = generator.forward(batch->input.to(device)).to(at::kCPU);
     for (int64_t i = 0; i < fake.size(0); ++i) {
       at::Tensor diff = (fake[i] - batch->target[i]);
       l1 += diff.abs().mean().item<double>();
@@ -85,7 +87,7 @@ void write_sample(const std::string& path, Generator& generator, const at::Tenso
   at::NoGradGuard no_grad;
   at::Tensor fake = generator.forward(input.narrow(0, 0, 1));
   at::Tensor strip = at::cat({rgb(input[0]), rgb(fake[0]), rgb(target[0])}, 2);
-  write_png(path, tensor_to_image(strip));
+  write_png(path, tensor_to_image(strip.to(at::kCPU)));
 }
 
 // Input | output | target strips of the first `count` images of a (validation) loader, stacked,
@@ -96,11 +98,12 @@ void write_epoch_sample(const std::string& path, Generator& generator, Loader& l
   const bool was_training = generator.is_training();
   generator.eval();
   loader.start_epoch(0);
+  const at::Device device = device_of(generator);
   std::vector<at::Tensor> strips;
   while (static_cast<int64_t>(strips.size()) < count) {
     auto batch = next_batch(loader, on_bad);
     if (!batch) break;
-    at::Tensor fake = generator.forward(batch->input);
+    at::Tensor fake = generator.forward(batch->input.to(device)).to(at::kCPU);
     for (int64_t i = 0; i < fake.size(0) && static_cast<int64_t>(strips.size()) < count; ++i)
       strips.push_back(at::cat({rgb(batch->input[i]), rgb(fake[i]), rgb(batch->target[i])}, 2));
   }
@@ -354,6 +357,10 @@ void Trainer::build_models() {
     load_state_dict(*discriminator_, read_state_dict(options_.init_d), options_.init_d);
   }
   at::globalContext().setDeterministicAlgorithms(options_.deterministic, /*warn_only=*/false);
+  // Initialised on the CPU (the same weights on every device), then moved where they train.
+  generator_->to(options_.compute.device);
+  if (discriminator_) discriminator_->to(options_.compute.device);
+  configure_device(options_.compute.device);
   set_compute(*generator_, options_.compute);
   if (discriminator_) set_compute(*discriminator_, options_.compute);
   const int64_t multiple = generator_->size_multiple();
@@ -399,10 +406,11 @@ void Trainer::write_run_record() {
       run_.model_txt(),
       fmt::format(
           "generator {}: {} parameters\ndiscriminator {}: {} parameters, receptive field {}\n"
-          "cpu: {}\n",
+          "cpu: {}\ndevice: {}\n",
           generator_->options().net, count_parameters(*generator_), d_options_.net,
           discriminator_ ? count_parameters(*discriminator_) : 0,
-          discriminator_ ? discriminator_->receptive_field() : 0, cpu_features().describe()));
+          discriminator_ ? discriminator_->receptive_field() : 0, cpu_features().describe(),
+          describe(options_.compute.device)));
 }
 
 // Every rank starts from rank 0's weights (fresh, --init-G/D or resumed), and draws its own
@@ -524,7 +532,8 @@ std::optional<Batches> Trainer::next_step_batches() {
       ++failed;
     });
     if (!next) break;
-    batches.emplace_back(next->input, next->target);
+    batches.emplace_back(next->input.to(options_.compute.device),
+                         next->target.to(options_.compute.device));
   }
   epoch_step_ += failed;
   position_.epoch_samples += failed * global_batch();

@@ -51,6 +51,44 @@ void expect_bitwise_equal_to_torch(const AdamOptions& options, int steps) {
 
 TEST(Adam, BitwiseEqualToTorchAdam) { expect_bitwise_equal_to_torch({}, 10); }
 
+// The tensor-operation form, which GPUs run, checked on the CPU: the same numbers as torch's.
+TEST(Adam, TensorFormBitwiseEqualToTorchAdam) {
+  AdamOptions options;
+  options.fused = false;
+  expect_bitwise_equal_to_torch(options, 10);
+  options.weight_decay = 0.01;
+  options.beta1 = 0.9;
+  expect_bitwise_equal_to_torch(options, 5);
+}
+
+// The tensor form also keeps a bfloat16 working copy equal to the rounded parameter.
+TEST(Adam, TensorFormWritesTheBf16Copy) {
+  torch::manual_seed(1);
+  at::Tensor p = torch::randn({1000}).requires_grad_(true);
+  at::Tensor fused_p = p.detach().clone().requires_grad_(true);
+  AdamOptions options;
+  options.fused = false;
+  Adam tensor_form({p}, options), fused({fused_p});
+  at::Tensor copy = p.detach().to(at::kBFloat16).contiguous();
+  tensor_form.set_bfloat16_copy(p, copy);
+  for (int step = 0; step < 3; ++step) {
+    const at::Tensor grad = torch::randn({1000});
+    p.mutable_grad() = grad.clone();
+    fused_p.mutable_grad() = grad.clone();
+    tensor_form.step();
+    fused.step();
+    EXPECT_TRUE(torch::equal(p, fused_p)) << "step " << step;
+    EXPECT_TRUE(torch::equal(copy, p.detach().to(at::kBFloat16))) << "step " << step;
+  }
+}
+
+TEST(Adam, ParametersMustShareOneDevice) {
+  // A meta tensor stands in for a second device (no GPU needed).
+  at::Tensor cpu = torch::zeros({3});
+  at::Tensor meta = torch::empty({3}, at::TensorOptions().device(at::kMeta));
+  EXPECT_THROW(Adam({cpu, meta}), Error);
+}
+
 // Adam's kernel is chosen from the CPU at run time; PIX2PIX_KERNELS=portable forces the
 // portable one (CI runs the compute tests a second time so).
 TEST(AdamKernel, ChosenFromTheCpu) {

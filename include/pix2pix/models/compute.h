@@ -5,6 +5,8 @@
 // To add a precision: extend Precision and the convolution layers in src/models/convolution.cpp.
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -34,8 +36,10 @@ const std::vector<std::string>& names<Precision>();
 Precision parse_precision(const std::string& name);
 /// Throws Error (field "precision") when `precision` cannot run on this CPU: bf16 needs
 /// bfloat16 instructions (AVX-512 BF16 or AMX on x86-64, BF16 on arm64). Without them oneDNN
-/// has no bfloat16 convolutions and emulates bfloat16 products far slower than float32.
-void check_precision_supported(Precision precision);
+/// has no bfloat16 convolutions and emulates bfloat16 products far slower than float32. On a GPU
+/// nothing is checked here.
+void check_precision_supported(Precision precision,
+                               const c10::Device& device = c10::Device(c10::kCPU));
 /// "fp32" or "bf16".
 std::string to_string(Precision precision);
 
@@ -95,11 +99,15 @@ struct ComputeOptions {
   /// every call; only the order of the float32 sums differs. false: oneDNN's matmul
   /// (docs/performance.md, "include/pix2pix/models/compute.h").
   bool small_products = true;
+  /// Where the networks run (device.h): the trainer and the CLI's commands move the networks
+  /// there and each batch or tile there and back; set_compute itself moves nothing.
+  c10::Device device = c10::Device(c10::kCPU);
 };
 
 /// Applies `options` to every convolution layer inside `module` (a generator or discriminator
-/// of this library). Returns how many layers it set. Throws Error where the CPU cannot run
-/// options.precision (check_precision_supported).
+/// of this library, on the device it will run on). Returns how many layers it set. Throws Error
+/// where the CPU cannot run options.precision (check_precision_supported). On a GPU the layers
+/// run libtorch's own operations: the CPU forms and thresholds above do not apply.
 int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options);
 
 }  // namespace pix2pix

@@ -12,6 +12,8 @@
 // To add a column to the page: ImageMetrics (metrics.h), then write_index_html in results.cpp.
 #pragma once
 
+#include <c10/core/Device.h>
+
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -49,6 +51,7 @@ struct TestOptions {
   int64_t num_test = 0;  ///< translate at most this many images, in name order (0: all)
   uint64_t seed = 0;     ///< torch's generator before the first image (dropout in train mode)
   PngWriteOptions png;   ///< image encoding
+  c10::Device device = c10::Device(c10::kCPU);  ///< where the generator runs (device.h)
 };
 
 /// One translated image.
