@@ -6,8 +6,9 @@
 #   bench/reproduce.sh DATA OUT [--steps N] [--size S] [--seeds K] [--only NAMES] [--binary PATH]
 #
 # DATA: an aligned dataset whose B half is the input (facades: labels -> photos, --direction
-# BtoA). Defaults: 1500 steps at 64x64 (unet_64, batch 1), 1 seed of the main setting (--seeds 3
-# repeats it with seeds 0..2 for the run-to-run spread). --only runs a comma-separated subset of
+# BtoA). Defaults: what docs/reproduction.md reports, 2000 steps at 64x64 (unet_64, batch 1) and
+# the main setting with seeds 0..2 for the run-to-run spread (about 55 minutes on 2 cores; --seeds
+# 1 for one). --only runs a comma-separated subset of
 # the experiments (names below). Writes OUT/runs/<experiment>/ (each run), OUT/results.json,
 # OUT/results.md (one table per claim) and OUT/grids/<experiment>.png (the first test images:
 # input | output | target, one row each). A study of minutes to hours: never a test (a short
@@ -18,7 +19,7 @@ usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2; }
 [[ $# -ge 2 ]] || usage
 data=$1 out=$2
 shift 2
-steps=1500 size=64 seeds=1 only="" binary="$(cd "$(dirname "$0")/.." && pwd)/build/pix2pix"
+steps=2000 size=64 seeds=3 only="" binary="$(cd "$(dirname "$0")/.." && pwd)/build/pix2pix"
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --steps) steps=$2; shift 2 ;;

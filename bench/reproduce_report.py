@@ -73,6 +73,31 @@ def grid(run, path, count=4, side=128):
     sheet.save(path)
 
 
+OVERVIEW = ["lambda10", "main_seed0", "lambda1000", "resize_conv", "patch1", "l1_only", "cgan_only"]
+
+
+def overview(out, count=3, side=96):
+    """OUT/grids/overview.png: per test image, its input, the outputs of OVERVIEW's experiments
+    (those that ran) and the target, side by side."""
+    runs = [os.path.join(out, "runs", n) for n in OVERVIEW
+            if os.path.isdir(os.path.join(out, "runs", n, "results", "test_latest"))]
+    if not runs:
+        return
+    images = lambda run: sorted(glob.glob(os.path.join(
+        run, "results", "test_latest", "images", "*_fake_B.png")))[:count]
+    first = images(runs[0])
+    sheet = Image.new("RGB", ((len(runs) + 2) * side, len(first) * side), "white")
+    for row, fake in enumerate(first):
+        name = os.path.basename(fake)
+        columns = [fake.replace("fake_B", "real_A")]
+        columns += [os.path.join(run, "results", "test_latest", "images", name) for run in runs]
+        columns += [fake.replace("fake_B", "real_B")]
+        for col, path in enumerate(columns):
+            tile = Image.open(path).convert("RGB").resize((side, side), Image.NEAREST)
+            sheet.paste(tile, (col * side, row * side))
+    sheet.save(os.path.join(out, "grids", "overview.png"))
+
+
 def experiment(out, run):
     name = os.path.basename(run)
     result = {"name": name}
@@ -135,7 +160,7 @@ def markdown(results, memory, steps, size):
                   "| precision | U-Net depth | max RSS MiB |", "|---|---|---|"]
         for m in memory:
             rss = next((v for k, v in m.items() if "rss" in k.lower()), None)
-            lines.append(f"| {m['study']['precision']} | {m['study']['depth']} | {rss} |")
+            lines.append(f"| {m['study']['precision']} | {m['study']['depth']} | {fmt(rss, 0)} |")
         lines.append("")
     return "\n".join(lines)
 
@@ -153,6 +178,7 @@ def main():
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump({"steps": steps, "size": size, "experiments": results, "memory": memory}, f,
                   indent=2)
+    overview(out)
     text = markdown(results, memory, steps, size)
     with open(os.path.join(out, "results.md"), "w") as f:
         f.write(text + "\n")

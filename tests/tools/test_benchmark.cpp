@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "pix2pix/device.h"
 #include "pix2pix/error.h"
 #include "pix2pix/models/discriminator.h"
 #include "pix2pix/models/generator.h"
@@ -116,9 +117,10 @@ TEST(BenchCommand, TrainJsonHasTheDocumentedFields) {
     for (const char* key :
          {"step_s_median", "step_s_min", "gflops_per_s", "peak_fraction", "max_rss_mb", "precision",
           "gflop_per_step", "matmul_peak_gflops_fp32", "matmul_peak_gflops_bf16", "loss_G",
-          "loss_D", "threads", "step_s", "cpu", "cpu_features"})
+          "loss_D", "threads", "device", "step_s", "cpu", "cpu_features"})
       EXPECT_TRUE(json.contains(key)) << key;
     EXPECT_EQ(json["precision"], precision);
+    EXPECT_EQ(json["device"], describe(parse_device("auto")));
     EXPECT_EQ(json["step_s"].size(), 2u);
     EXPECT_GT(json["step_s_median"].get<double>(), 0);
     EXPECT_LE(json["step_s_min"].get<double>(), json["step_s_median"].get<double>());
