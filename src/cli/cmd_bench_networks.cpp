@@ -59,7 +59,7 @@ int run_bench(const BenchNetworkFlags& flags, bool train) {
       {"threads", at::get_num_threads()},
       {"precision", to_string(options.compute.precision)},
       {"transposed_conv", to_string(options.compute.transposed)},
-      {"bf16_conv", options.compute.onednn_direct ? "direct" : "libtorch"},
+      {"onednn", options.compute.onednn_direct ? "direct" : "libtorch"},
       {"gflops_per_s", result.gflops_per_s},
       {"matmul_peak_gflops_fp32", peak_fp32},
       {"matmul_peak_gflops_bf16", bf16_runs ? nlohmann::json(peak_bf16) : nullptr},

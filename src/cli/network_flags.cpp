@@ -125,7 +125,7 @@ void ComputeFlags::add_to(CLI::App* app) {
   add_option_flag(app, "transposed_conv", transposed)
       ->check(CLI::IsMember(names<TransposedConv>()))
       ->capture_default_str();
-  add_option_flag(app, "bf16_conv", bf16_conv)
+  add_option_flag(app, "onednn", onednn)
       ->check(CLI::IsMember({"direct", "libtorch"}))
       ->capture_default_str();
 }
@@ -138,15 +138,13 @@ ComputeOptions ComputeFlags::resolve() const {
                                                                       : parse_precision(precision);
   check_precision_supported(options.precision, options.device);  // before anything is written
   options.transposed = parse_transposed_conv(transposed);
-  options.onednn_direct = bf16_conv == "direct";
+  options.onednn_direct = onednn == "direct";
   return options;
 }
 
 ComputeOptions ComputeFlags::apply_to(torch::nn::Module& module) const {
   const ComputeOptions options = resolve();
-  module.to(options.device);
-  configure_device(options.device);
-  set_compute(module, options);
+  place(module, options);
   return options;
 }
 

@@ -64,12 +64,12 @@ struct InitFlags {
 };
 
 /// How and where the networks compute: --device auto|cpu|cuda[:N], --precision fp32|bf16|auto,
-/// --transposed-conv auto|gradient|native, --bf16-conv direct|libtorch.
+/// --transposed-conv auto|gradient|native, --onednn direct|libtorch.
 struct ComputeFlags {
   std::string device = "auto";
   std::string precision = "fp32";
   std::string transposed = "auto";
-  std::string bf16_conv = "direct";
+  std::string onednn = "direct";
 
   void add_to(CLI::App* app);
   ComputeOptions resolve() const;

@@ -70,7 +70,7 @@ class ModeGuard {
 }  // namespace
 
 Translator::Translator(std::shared_ptr<Generator> generator, TranslateOptions options)
-    : generator_(std::move(generator)), options_(options) {}
+    : generator_(std::move(generator)), options_(options), device_(device_of(*generator_)) {}
 
 TranslatePlan Translator::plan(int width, int height, const std::string& name) const {
   if (width < 1 || height < 1) throw Error(name, "empty image");
@@ -142,9 +142,8 @@ at::Tensor Translator::translate_tensor(
     padded = reflect_pad(batch, plan.pad_top, plan.padded_height - height - plan.pad_top,
                          plan.pad_left, plan.padded_width - width - plan.pad_left);
   // The image stays on the CPU; each whole image or tile visits the generator's device.
-  const at::Device device = device_of(*generator_);
   const TileFunction forward = [&](const at::Tensor& x) {
-    return generator_->forward(x.to(device)).to(at::kCPU);
+    return generator_->forward(x.to(device_)).to(at::kCPU);
   };
   const at::Tensor output_padded = plan.tile == 0
                                        ? forward(padded)

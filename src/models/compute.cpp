@@ -94,4 +94,10 @@ int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options) {
   return count;
 }
 
+int64_t place(torch::nn::Module& module, const ComputeOptions& options) {
+  module.to(options.device);
+  configure_device(options.device);
+  return set_compute(module, options);
+}
+
 }  // namespace pix2pix

@@ -203,6 +203,7 @@ at::Tensor conv_transpose2d_as_gradient(const at::Tensor& x, const at::Tensor& w
 }
 
 at::Tensor Bf16Cache::current(const at::Tensor& parameter) {
+  const std::lock_guard<std::mutex> lock(mutex_);
   const bool stale =
       !copy_.defined() || data_ != parameter.data_ptr() ||
       static_cast<int64_t>(parameter._version()) - static_cast<int64_t>(copy_._version()) !=
@@ -223,7 +224,10 @@ at::Tensor Bf16Cache::current(const at::Tensor& parameter) {
 at::Tensor Bf16Cache::get(const at::Tensor& parameter) {
   const at::Tensor copy = current(parameter);
   if (at::GradMode::is_enabled() && parameter.requires_grad()) {
-    if (!sum_.defined()) sum_ = at::empty({0}, parameter.options().dtype(at::kFloat));
+    {
+      const std::lock_guard<std::mutex> lock(mutex_);
+      if (!sum_.defined()) sum_ = at::empty({0}, parameter.options().dtype(at::kFloat));
+    }
     return Bf16WeightGradient::apply(parameter, copy, sum_);
   }
   return copy;
@@ -241,6 +245,13 @@ at::Tensor Conv2dImpl::forward(const at::Tensor& input) {
           conv2d_as_matmul(input, weight, to_vector(options.stride()), to_vector(*explicit_padding),
                            to_vector(options.dilation()), false),
           bias);
+    // Float32 outside kNative: oneDNN called directly, the weight packed once per change.
+    if (input.is_cpu() && compute.transposed != TransposedConv::kNative && compute.onednn_direct &&
+        onednn_direct_applies(input, options.groups()) && explicit_padding &&
+        c10::get_if<torch::enumtype::kZeros>(&options.padding_mode()))
+      return add_bias(onednn_conv2d(input, weight, packed_, to_vector(options.stride()),
+                                    to_vector(*explicit_padding), to_vector(options.dilation())),
+                      bias);
     return torch::nn::Conv2dImpl::forward(input);
   }
   // bfloat16: pad (if not zeros) and add the bias in float32, convolve in bfloat16.
@@ -318,6 +329,9 @@ at::Tensor ConvTranspose2dImpl::forward(const at::Tensor& input,
        input.size(2) >= compute.gradient_min_side && input.size(3) >= compute.gradient_min_side);
   if (!gradient_form || output_size || !plain_layer)
     return torch::nn::ConvTranspose2dImpl::forward(input, output_size);
+  if (compute.onednn_direct && onednn_direct_applies(input, 1))
+    return add_bias(
+        onednn_conv_transpose2d(input, weight, packed_, stride, padding, output_padding), bias);
   return add_bias(conv_transpose2d_as_gradient(input, weight, stride, padding, output_padding),
                   bias);
 }

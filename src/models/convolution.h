@@ -8,6 +8,7 @@
 #include <torch/nn/modules/conv.h>
 
 #include <cstdint>
+#include <mutex>
 #include <utility>
 #include <vector>
 
@@ -63,6 +64,7 @@ class Bf16Cache {
   at::Tensor sum_;
   const void* data_ = nullptr;
   int64_t version_offset_ = 0;  ///< parameter's version minus copy's when the copy was made
+  std::mutex mutex_;  ///< translations on several threads may meet a layer without its copy
 };
 
 /// torch::nn::Conv2d whose forward follows `compute`.

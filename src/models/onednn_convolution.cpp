@@ -32,6 +32,7 @@ OnednnWeights::OnednnWeights() = default;
 OnednnWeights::~OnednnWeights() = default;
 OnednnWeights::OnednnWeights(const OnednnWeights&) {}
 OnednnWeights& OnednnWeights::operator=(const OnednnWeights&) {
+  const std::lock_guard<std::mutex> lock(mutex_);
   forward_.reset();
   backward_data_.reset();
   return *this;
@@ -43,10 +44,12 @@ struct OnednnAccess {
   static std::unique_ptr<OnednnWeights::Packed>& backward_data(OnednnWeights& w) {
     return w.backward_data_;
   }
+  static std::mutex& mutex(OnednnWeights& w) { return w.mutex_; }
 };
 
 bool onednn_direct_applies(const at::Tensor& x, int64_t groups) {
-  return groups == 1 && x.dim() == 4 && x.device().is_cpu() && x.scalar_type() == at::kBFloat16;
+  return groups == 1 && x.dim() == 4 && x.device().is_cpu() &&
+         (x.scalar_type() == at::kBFloat16 || x.scalar_type() == at::kFloat);
 }
 
 namespace {
@@ -60,8 +63,9 @@ const dnnl::engine& cpu_engine() {
   return engine;
 }
 
-// One convolution's geometry: input (src) sizes, weight sizes, stride, padding, dilation (4, 4,
-// 2, 2, 2 numbers). Everything else follows from it.
+// One convolution's geometry and element type: input (src) sizes, weight sizes, stride,
+// padding, dilation (4, 4, 2, 2, 2 numbers), then 1 for bfloat16 or 0 for float32. Everything
+// else follows from it.
 using Key = Dims;
 
 Dims src_sizes(const Key& k) { return {k[0], k[1], k[2], k[3]}; }
@@ -69,6 +73,8 @@ Dims weight_sizes(const Key& k) { return {k[4], k[5], k[6], k[7]}; }
 Dims stride_of(const Key& k) { return {k[8], k[9]}; }
 Dims padding_of(const Key& k) { return {k[10], k[11]}; }
 Dims dilation_of(const Key& k) { return {k[12], k[13]}; }
+bool is_bf16(const Key& k) { return k[14] == 1; }
+at::ScalarType scalar_type(const Key& k) { return is_bf16(k) ? at::kBFloat16 : at::kFloat; }
 Dims dst_sizes(const Key& k) {
   Dims d = {k[0], k[4], 0, 0};
   for (int i = 0; i < 2; ++i)
@@ -76,8 +82,8 @@ Dims dst_sizes(const Key& k) {
   return d;
 }
 
-// The three primitives of one convolution, with the layouts oneDNN chose for bfloat16 on this
-// machine (the plain layouts are libtorch's contiguous tensors).
+// The three primitives of one convolution, with the layouts oneDNN chose for its element type
+// on this machine (the plain layouts are libtorch's contiguous tensors).
 struct Primitives {
   Key key;
   memory::desc src_plain, weights_plain, dst_plain;
@@ -98,19 +104,21 @@ struct Primitives {
 
   explicit Primitives(Key geometry) : key(std::move(geometry)) {
     using tag = memory::format_tag;
-    const auto bf16 = memory::data_type::bf16;
+    const auto type = is_bf16(key) ? memory::data_type::bf16 : memory::data_type::f32;
     const Dims src = src_sizes(key), weights = weight_sizes(key), dst = dst_sizes(key);
-    src_plain = memory::desc(src, bf16, tag::nchw);
-    weights_plain = memory::desc(weights, bf16, tag::oihw);
-    dst_plain = memory::desc(dst, bf16, tag::nchw);
+    src_plain = memory::desc(src, type, tag::nchw);
+    weights_plain = memory::desc(weights, type, tag::oihw);
+    dst_plain = memory::desc(dst, type, tag::nchw);
     // Activations in oneDNN's blocked layout (its choice), except for stride-1 convolutions with
     // outputs under 32 a side (the PatchGAN's last two layers at 256x256): channels-last, where
     // oneDNN runs its faster brgemm kernel, whose sums may differ by one bfloat16 rounding
-    // (docs/performance.md, "src/models/onednn_convolution.cpp").
-    const bool channels_last = key[8] == 1 && key[9] == 1 && dst[2] < 32 && dst[3] < 32;
+    // (docs/performance.md, "src/models/onednn_convolution.cpp"). Float32 keeps oneDNN's choice
+    // everywhere: the layouts and kernels libtorch's conv2d runs, so the same numbers.
+    const bool channels_last =
+        is_bf16(key) && key[8] == 1 && key[9] == 1 && dst[2] < 32 && dst[3] < 32;
     const tag activations = channels_last ? tag::nhwc : tag::any;
-    const memory::desc src_any(src, bf16, activations), weights_any(weights, bf16, tag::any),
-        dst_any(dst, bf16, activations);
+    const memory::desc src_any(src, type, activations), weights_any(weights, type, tag::any),
+        dst_any(dst, type, activations);
     const Dims stride = stride_of(key), padding = padding_of(key);
     Dims dilates = dilation_of(key);
     for (auto& d : dilates) d -= 1;  // oneDNN counts dilation from 0
@@ -142,11 +150,11 @@ struct Primitives {
               padding[0] <= key[6] - 1 && padding[1] <= key[7] - 1;
     if (flipped) {
       const Dims flipped_weights = {weights[1], weights[0], weights[2], weights[3]};
-      flipped_weights_plain = memory::desc(flipped_weights, bf16, tag::oihw);
+      flipped_weights_plain = memory::desc(flipped_weights, type, tag::oihw);
       const Dims flipped_padding = {key[6] - 1 - padding[0], key[7] - 1 - padding[1]};
       flipped_pd = dnnl::convolution_forward::primitive_desc(
           dnnl::convolution_forward::desc(dnnl::prop_kind::forward_inference, direct, dst_any,
-                                          memory::desc(flipped_weights, bf16, tag::any), src_any,
+                                          memory::desc(flipped_weights, type, tag::any), src_any,
                                           Dims{1, 1}, Dims{0, 0}, flipped_padding, flipped_padding),
           attr, cpu_engine());
       flipped_forward = dnnl::convolution_forward(flipped_pd);
@@ -203,7 +211,8 @@ std::shared_ptr<const Primitives> primitives(const Key& key) {
     made = std::make_shared<const Primitives>(key);
   } catch (const dnnl::error& e) {
     throw Error("convolution",
-                std::string("oneDNN has no bfloat16 convolution for this shape: ") + e.what(),
+                std::string("oneDNN has no ") + (is_bf16(key) ? "bfloat16" : "float32") +
+                    " convolution for this shape: " + e.what(),
                 ErrorKind::kRuntime);
   }
   cache.recent.push_front(made);
@@ -237,13 +246,14 @@ at::Tensor relayout(const Primitives& p, const at::Tensor& t, const memory::desc
   return out;
 }
 
-// A plain bfloat16 contiguous tensor of `sizes` that a primitive writes in layout `layout`:
-// directly when that is the plain layout, else through a buffer reordered by finish().
+// A plain contiguous tensor of `sizes` (of `p`'s element type) that a primitive writes in layout
+// `layout`: directly when that is the plain layout, else through a buffer reordered by finish().
 struct Result {
   at::Tensor plain, buffer;
   memory::desc plain_desc, layout;
-  Result(const Dims& sizes, const memory::desc& plain_layout, const memory::desc& written)
-      : plain(at::empty(sizes, at::TensorOptions().dtype(at::kBFloat16))),
+  Result(const Primitives& p, const Dims& sizes, const memory::desc& plain_layout,
+         const memory::desc& written)
+      : plain(at::empty(sizes, at::TensorOptions().dtype(scalar_type(p.key)))),
         plain_desc(plain_layout),
         layout(written) {
     buffer = plain_desc == layout ? plain : bytes(layout);
@@ -270,11 +280,10 @@ void execute(const dnnl::primitive& primitive, const memory::desc& scratch,
   stream.wait();
 }
 
-// The bfloat16 working copy `weight` (plain layout) in layout `to`, packed into `slot` when the
-// copy changed since (storage, version or layout). A buffer still referenced elsewhere (saved
-// by a graph) is left as it is and a new one made.
-// With `flip`, the weight flipped in space and transposed (O x C -> C x O; `plain` then
-// describes that tensor).
+// The layer's weight or bfloat16 working copy `weight` (plain layout) in layout `to`, packed into
+// `slot` when the copy changed since (storage, version or layout). A buffer still referenced
+// elsewhere (saved by a graph) is left as it is and a new one made. With `flip`, the weight flipped
+// in space and transposed (O x C -> C x O; `plain` then describes that tensor).
 at::Tensor packed(const Primitives& p, std::unique_ptr<OnednnWeights::Packed>& slot,
                   const at::Tensor& weight, const memory::desc& plain, const memory::desc& to,
                   bool flip = false) {
@@ -299,11 +308,13 @@ at::Tensor packed(const Primitives& p, std::unique_ptr<OnednnWeights::Packed>& s
 
 // The layer's weights packed for the forward pass and for backward_data_pass.
 at::Tensor forward_weights(const Primitives& p, OnednnWeights& layer, const at::Tensor& weight) {
+  const std::lock_guard<std::mutex> lock(OnednnAccess::mutex(layer));
   return packed(p, OnednnAccess::forward(layer), weight, p.weights_plain,
                 p.forward_pd.weights_desc());
 }
 at::Tensor backward_data_weights(const Primitives& p, OnednnWeights& layer,
                                  const at::Tensor& weight) {
+  const std::lock_guard<std::mutex> lock(OnednnAccess::mutex(layer));
   if (p.flipped)
     return packed(p, OnednnAccess::backward_data(layer), weight, p.flipped_weights_plain,
                   p.flipped_pd.weights_desc(), /*flip=*/true);
@@ -311,18 +322,22 @@ at::Tensor backward_data_weights(const Primitives& p, OnednnWeights& layer,
                 p.backward_data_pd.weights_desc());
 }
 
-at::Tensor as_bf16_contiguous(const at::Tensor& t) {
-  return t.scalar_type() == at::kBFloat16 ? t.contiguous() : t.to(at::kBFloat16).contiguous();
+// `t` contiguous in the element type of the convolution `key`.
+at::Tensor as_contiguous(const at::Tensor& t, const Key& key) {
+  const at::ScalarType type = scalar_type(key);
+  return t.scalar_type() == type ? t.contiguous() : t.to(type).contiguous();
 }
 
 // The arguments of the aten operations these calls stand for, for profilers and
 // pix2pix::count_convolution_flops (only built while a RecordFunction callback is active).
-at::Tensor meta(const Dims& sizes) {
-  return at::empty(sizes, at::TensorOptions().device(at::kMeta).dtype(at::kBFloat16));
+at::Tensor meta(const Dims& sizes, const Key& key) {
+  return at::empty(sizes, at::TensorOptions().device(at::kMeta).dtype(scalar_type(key)));
 }
 std::vector<c10::IValue> convolution_args(const at::Tensor& input, const Key& key) {
-  return {input,           meta(weight_sizes(key)), c10::IValue(), stride_of(key),
-          padding_of(key), dilation_of(key),        false,         Dims{0, 0},
+  return {input,           meta(weight_sizes(key), key),
+          c10::IValue(),   stride_of(key),
+          padding_of(key), dilation_of(key),
+          false,           Dims{0, 0},
           int64_t{1}};
 }
 std::vector<c10::IValue> convolution_backward_args(const at::Tensor& grad_output,
@@ -330,7 +345,7 @@ std::vector<c10::IValue> convolution_backward_args(const at::Tensor& grad_output
                                                    bool input_grad, bool weight_grad) {
   return {grad_output,
           input,
-          meta(weight_sizes(key)),
+          meta(weight_sizes(key), key),
           c10::IValue(),
           stride_of(key),
           padding_of(key),
@@ -350,7 +365,7 @@ std::vector<c10::IValue> convolution_backward_args(const at::Tensor& grad_output
 at::Tensor run_forward(const Primitives& p, const dnnl::convolution_forward& primitive,
                        const dnnl::convolution_forward::primitive_desc& pd, const at::Tensor& src,
                        const at::Tensor& weights, const Dims& sizes, const memory::desc& plain) {
-  Result dst(sizes, plain, pd.dst_desc());
+  Result dst(p, sizes, plain, pd.dst_desc());
   execute(primitive, pd.scratchpad_desc(),
           {{DNNL_ARG_SRC, wrap(pd.src_desc(), src)},
            {DNNL_ARG_WEIGHTS, wrap(pd.weights_desc(), weights)},
@@ -373,7 +388,7 @@ at::Tensor backward_data_pass(const Primitives& p, const at::Tensor& diff_dst,
         relayout(p, diff_dst, p.backward_data_pd.diff_dst_desc(), p.flipped_pd.src_desc()), weights,
         src_sizes(p.key), p.src_plain);
   const auto& pd = p.backward_data_pd;
-  Result diff_src(src_sizes(p.key), p.src_plain, pd.diff_src_desc());
+  Result diff_src(p, src_sizes(p.key), p.src_plain, pd.diff_src_desc());
   execute(p.backward_data, pd.scratchpad_desc(),
           {{DNNL_ARG_DIFF_DST, wrap(pd.diff_dst_desc(), diff_dst)},
            {DNNL_ARG_WEIGHTS, wrap(pd.weights_desc(), weights)},
@@ -388,7 +403,7 @@ at::Tensor backward_weights_pass(const Primitives& p, const at::Tensor& src,
   const auto& pd = p.backward_weights_pd;
   const at::Tensor s = relayout(p, src, src_layout, pd.src_desc());
   const at::Tensor dd = relayout(p, diff_dst, diff_dst_layout, pd.diff_dst_desc());
-  Result diff_weights(weight_sizes(p.key), p.weights_plain, pd.diff_weights_desc());
+  Result diff_weights(p, weight_sizes(p.key), p.weights_plain, pd.diff_weights_desc());
   execute(p.backward_weights, pd.scratchpad_desc(),
           {{DNNL_ARG_SRC, wrap(pd.src_desc(), s)},
            {DNNL_ARG_DIFF_DST, wrap(pd.diff_dst_desc(), dd)},
@@ -442,7 +457,7 @@ struct Conv2dFunction : torch::autograd::Function<Conv2dFunction> {
     const auto p = primitives(call.key);
     RECORD_FUNCTION("pix2pix::convolution", convolution_args(x, call.key));
     const at::Tensor src =
-        relayout(*p, as_bf16_contiguous(x), p->src_plain, p->forward_pd.src_desc());
+        relayout(*p, as_contiguous(x, call.key), p->src_plain, p->forward_pd.src_desc());
     const at::Tensor y = forward_pass(*p, src, forward_weights(*p, *call.packed, weight));
     save(ctx, call, x, weight, src,
          [&] { return backward_data_weights(*p, *call.packed, weight); });
@@ -452,7 +467,7 @@ struct Conv2dFunction : torch::autograd::Function<Conv2dFunction> {
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const Key key = ctx->saved_data["key"].toIntVector();
     const bool input_grad = ctx->needs_input_grad(0), weight_grad = ctx->needs_input_grad(1);
-    const at::Tensor gy = as_bf16_contiguous(grad_outputs[0]);
+    const at::Tensor gy = as_contiguous(grad_outputs[0], key);
     if (at::GradMode::is_enabled()) {
       // A gradient that is itself differentiated (create_graph: the WGAN-GP penalty): aten's
       // differentiable operations on the saved inputs.
@@ -465,7 +480,7 @@ struct Conv2dFunction : torch::autograd::Function<Conv2dFunction> {
     const auto p = primitives(key);
     RECORD_FUNCTION(
         "pix2pix::convolution_backward",
-        convolution_backward_args(gy, meta(src_sizes(key)), key, input_grad, weight_grad));
+        convolution_backward_args(gy, meta(src_sizes(key), key), key, input_grad, weight_grad));
     const auto [diff_dst, layout] =
         gradient_in_layout(*p, gy, p->dst_plain, input_grad, p->backward_data_pd.diff_dst_desc(),
                            p->backward_weights_pd.diff_dst_desc());
@@ -486,10 +501,11 @@ struct ConvTranspose2dFunction : torch::autograd::Function<ConvTranspose2dFuncti
   static at::Tensor forward(AutogradContext* ctx, const at::Tensor& x, const at::Tensor& weight,
                             const Call& call) {
     const auto p = primitives(call.key);
-    RECORD_FUNCTION("pix2pix::convolution_backward",
-                    convolution_backward_args(x, meta(src_sizes(call.key)), call.key, true, false));
+    RECORD_FUNCTION(
+        "pix2pix::convolution_backward",
+        convolution_backward_args(x, meta(src_sizes(call.key), call.key), call.key, true, false));
     const at::Tensor diff_dst =
-        relayout(*p, as_bf16_contiguous(x), p->dst_plain, p->backward_data_pd.diff_dst_desc());
+        relayout(*p, as_contiguous(x, call.key), p->dst_plain, p->backward_data_pd.diff_dst_desc());
     const at::Tensor y =
         backward_data_pass(*p, diff_dst, backward_data_weights(*p, *call.packed, weight));
     save(ctx, call, x, weight, diff_dst, [&] { return forward_weights(*p, *call.packed, weight); });
@@ -499,7 +515,7 @@ struct ConvTranspose2dFunction : torch::autograd::Function<ConvTranspose2dFuncti
   static variable_list backward(AutogradContext* ctx, variable_list grad_outputs) {
     const Key key = ctx->saved_data["key"].toIntVector();
     const bool input_grad = ctx->needs_input_grad(0), weight_grad = ctx->needs_input_grad(1);
-    const at::Tensor gy = as_bf16_contiguous(grad_outputs[0]);
+    const at::Tensor gy = as_contiguous(grad_outputs[0], key);
     if (at::GradMode::is_enabled()) {
       // Differentiated again (create_graph): aten's differentiable operations, as
       // conv_transpose2d_as_gradient's backward.
@@ -525,7 +541,7 @@ struct ConvTranspose2dFunction : torch::autograd::Function<ConvTranspose2dFuncti
     }
     if (weight_grad) {
       RECORD_FUNCTION("pix2pix::convolution_backward",
-                      convolution_backward_args(meta(dst_sizes(key)), gy, key, false, true));
+                      convolution_backward_args(meta(dst_sizes(key), key), gy, key, false, true));
       gw = backward_weights_pass(*p, src, layout, ctx->saved_data["x"].toTensor(),
                                  p->backward_data_pd.diff_dst_desc());
     }
@@ -535,12 +551,16 @@ struct ConvTranspose2dFunction : torch::autograd::Function<ConvTranspose2dFuncti
 
 Key make_key(const Dims& src, const at::Tensor& weight, const Dims& stride, const Dims& padding,
              const Dims& dilation) {
+  if (weight.scalar_type() != at::kBFloat16 && weight.scalar_type() != at::kFloat)
+    throw Error("convolution", "oneDNN path needs bfloat16 or float32", ErrorKind::kRuntime);
   if (src.size() != 4 || weight.dim() != 4 || stride.size() != 2 || padding.size() != 2 ||
       dilation.size() != 2)
     throw Error("convolution", "oneDNN path needs 2-D convolutions", ErrorKind::kRuntime);
-  return {src[0],         src[1],         src[2],         src[3],     weight.size(0),
-          weight.size(1), weight.size(2), weight.size(3), stride[0],  stride[1],
-          padding[0],     padding[1],     dilation[0],    dilation[1]};
+  return {src[0],         src[1],         src[2],
+          src[3],         weight.size(0), weight.size(1),
+          weight.size(2), weight.size(3), stride[0],
+          stride[1],      padding[0],     padding[1],
+          dilation[0],    dilation[1],    weight.scalar_type() == at::kBFloat16 ? 1 : 0};
 }
 
 // What the graph of a call on x and weight may ask for.
@@ -603,7 +623,7 @@ at::Tensor onednn_conv_transpose2d(const at::Tensor& x, const at::Tensor& weight
 
 }  // namespace pix2pix::detail
 
-#else  // Built without oneDNN (PIX2PIX_WITH_ONEDNN=OFF): bfloat16 convolutions go through libtorch.
+#else  // Built without oneDNN (PIX2PIX_WITH_ONEDNN=OFF): every convolution goes through libtorch.
 
 #include "pix2pix/error.h"
 
@@ -620,7 +640,7 @@ size_t onednn_primitive_count() { return 0; }
 
 namespace {
 [[noreturn]] void unavailable() {
-  throw Error("bf16_conv", "this build has no direct oneDNN path (PIX2PIX_WITH_ONEDNN=OFF)",
+  throw Error("onednn", "this build has no direct oneDNN path (PIX2PIX_WITH_ONEDNN=OFF)",
               ErrorKind::kRuntime);
 }
 }  // namespace

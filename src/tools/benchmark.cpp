@@ -134,9 +134,7 @@ std::shared_ptr<Generator> build_generator(const BenchOptions& options) {
                                     generator->options().net + ": must be a multiple of " +
                                     std::to_string(generator->size_multiple()));
   init_weights(*generator);
-  generator->to(options.compute.device);
-  configure_device(options.compute.device);
-  set_compute(*generator, options.compute);
+  place(*generator, options.compute);
   return generator;
 }
 
@@ -235,8 +233,7 @@ BenchResult bench_train(const BenchOptions& options) {
   d_options.input_nc = options.generator.input_nc + options.generator.output_nc;
   auto discriminator = make_discriminator(d_options);
   init_weights(*discriminator);
-  discriminator->to(options.compute.device);
-  set_compute(*discriminator, options.compute);
+  place(*discriminator, options.compute);
   discriminator->output_shape(options.size, options.size);  // throws if too small
   Pix2PixStep model(generator, discriminator, {}, {}, {});
   const c10::Device device = options.compute.device;

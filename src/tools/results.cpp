@@ -170,8 +170,9 @@ TestResult run_test(const TestOptions& options,
 
   auto generator = make_generator(run.generator);
   load_state_dict(*generator, read_state_dict(result.checkpoint), result.checkpoint);
-  generator->to(options.device);
-  configure_device(options.device);
+  ComputeOptions compute;
+  compute.device = options.device;
+  place(*generator, compute);
   TranslateOptions translate_options;
   translate_options.train_mode = options.train_mode;
   const Translator translator(generator, translate_options);

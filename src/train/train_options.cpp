@@ -205,9 +205,11 @@ const std::vector<Field>& fields() {
              "as convolution gradients on larger ones), gradient (transposed ones always as "
              "convolution gradients), native (libtorch's: the reference's numbers bit for bit)"},
             P2P_FIELD(compute.transposed), parse_transposed_conv),
-      {{"bf16_conv", true, false,
-        "bf16 convolution calls: direct (oneDNN called directly, weights reordered once per "
-        "optimiser step), or libtorch (its conv2d: the same kernels and numbers, slower)"},
+      {{"onednn", true, false,
+        "how CPU convolutions reach oneDNN (bf16, and fp32 unless --transposed-conv native): "
+        "direct (called directly, each weight reordered once per change: once per optimiser "
+        "step, once in inference), or libtorch (its conv2d, which reorders on every call: the "
+        "same kernels and numbers, up to the rounding of an fp32 bias; slower)"},
        [](const TrainOptions& o) { return Json(o.compute.onednn_direct ? "direct" : "libtorch"); },
        [](const Json& j, TrainOptions& o) {
          const std::string name = j.is_string() ? j.get<std::string>() : j.dump();

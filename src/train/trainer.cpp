@@ -358,11 +358,8 @@ void Trainer::build_models() {
   }
   at::globalContext().setDeterministicAlgorithms(options_.deterministic, /*warn_only=*/false);
   // Initialised on the CPU (the same weights on every device), then moved where they train.
-  generator_->to(options_.compute.device);
-  if (discriminator_) discriminator_->to(options_.compute.device);
-  configure_device(options_.compute.device);
-  set_compute(*generator_, options_.compute);
-  if (discriminator_) set_compute(*discriminator_, options_.compute);
+  place(*generator_, options_.compute);
+  if (discriminator_) place(*discriminator_, options_.compute);
   const int64_t multiple = generator_->size_multiple();
   const TransformOptions& t = options_.transform;
   if (has_crop(t.preprocess) && (t.crop_height % multiple != 0 || t.crop_width % multiple != 0))

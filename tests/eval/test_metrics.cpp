@@ -23,6 +23,7 @@ namespace pix2pix {
 namespace {
 
 namespace fs = std::filesystem;
+using test::error_of;
 using Json = nlohmann::json;
 using test::shell_quote;
 
@@ -408,15 +409,6 @@ TEST_F(FidInception, FeaturesOfImagesOfDifferentSizes) {
 }
 
 // ---- folders ----------------------------------------------------------------------------------
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
 
 TEST(EvalFolders, PairsByStemAndByTheReferencesNames) {
   const std::string dir = test::temp_dir();

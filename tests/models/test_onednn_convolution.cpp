@@ -1,7 +1,7 @@
-// bfloat16 convolutions called on oneDNN directly (ComputeOptions::onednn_direct): forward and
-// every gradient equal libtorch's bfloat16 convolution of the same layer, weights are repacked
-// after every change of the working copy but never under a graph still waiting for backward,
-// and gradients of gradients (the WGAN-GP penalty) still flow.
+// Convolutions called on oneDNN directly (ComputeOptions::onednn_direct), in bfloat16 (where the
+// CPU has it) and float32 (everywhere): forward and every gradient equal libtorch's convolution
+// of the same layer, weights are repacked after every change but never under a graph still
+// waiting for backward, and gradients of gradients (the WGAN-GP penalty) still flow.
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -26,6 +26,35 @@ ComputeOptions bf16(bool direct) {
   compute.matmul_max_side = compute.matmul_max_side_transposed = 0;  // every layer on oneDNN
   compute.onednn_direct = direct;
   return compute;
+}
+
+// Float32 with every layer on oneDNN: transposed layers in the gradient form, no matrix products.
+ComputeOptions fp32(bool direct) {
+  ComputeOptions compute;
+  compute.transposed = TransposedConv::kGradient;
+  compute.matmul_max_side_float32 = compute.matmul_max_side_transposed = 0;
+  compute.onednn_direct = direct;
+  return compute;
+}
+
+// The tests below run in both precisions; bfloat16 only where the CPU has it.
+class OnednnDirect : public ::testing::TestWithParam<Precision> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == Precision::kBFloat16) PIX2PIX_SKIP_WITHOUT_BF16();
+  }
+  ComputeOptions compute(bool direct) const {
+    return GetParam() == Precision::kBFloat16 ? bf16(direct) : fp32(direct);
+  }
+  // Sets a bfloat16 layer's working copy as the one Adam keeps.
+  void follow(Adam& adam, detail::Conv2d& conv) const {
+    if (GetParam() == Precision::kBFloat16)
+      adam.set_bfloat16_copy(conv->weight, conv->bf16_weight());
+  }
+};
+
+std::string precision_name(const ::testing::TestParamInfo<Precision>& info) {
+  return info.param == Precision::kBFloat16 ? "Bf16" : "Float32";
 }
 
 struct Case {
@@ -127,22 +156,74 @@ TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
   }
 }
 
-// Packed weights follow the working copy: an optimiser step (which rewrites the copy in place)
-// is seen by the next forward, in training and in inference.
-TEST(OnednnConvolution, FollowsEveryOptimiserStep) {
-  PIX2PIX_SKIP_WITHOUT_BF16();
+// Float32: the same kernels as libtorch's convolution where libtorch runs oneDNN (4x4 kernels,
+// batches over 1): bit for bit without a bias, within one rounding with one (added after the
+// sum, where libtorch's kernel adds it inside). libtorch takes its own kernel for small 3x3
+// layers at batch 1: there the sums' order differs (within float rounding).
+TEST(OnednnConvolution, EqualsLibtorchFloat32ForwardAndBackward) {
+  const std::vector<Case> cases = {
+      {false, 3, 16, 4, 2, 1, 0, 1, 1, 64, 64, true},     // first U-Net / PatchGAN layer
+      {false, 16, 32, 4, 2, 1, 0, 1, 1, 32, 32, false},   // U-Net down layer
+      {false, 32, 1, 4, 1, 1, 0, 1, 1, 18, 18, true},     // PatchGAN's last layer: stride 1
+      {false, 64, 128, 4, 1, 1, 0, 1, 1, 16, 16, false},  // PatchGAN's stride-1 layer
+      {false, 16, 32, 3, 1, 1, 0, 1, 2, 12, 10, true},    // stride 1, batch 2, non-square
+      {false, 8, 12, 3, 1, 1, 0, 2, 2, 20, 28, false},    // dilation 2, batch 2, non-square
+      {false, 6, 8, 7, 1, 0, 0, 1, 1, 30, 30, true},      // ResNet's 7x7 (after padding)
+      {true, 32, 16, 4, 2, 1, 0, 1, 1, 16, 16, false},    // U-Net up layer
+      {true, 16, 3, 4, 2, 1, 0, 1, 2, 32, 24, true},      // outermost up layer, batch 2
+      {true, 16, 8, 3, 2, 1, 1, 1, 1, 20, 20, false},     // ResNet's up layer: output padding
+      {true, 32, 16, 4, 1, 1, 0, 1, 1, 12, 12, false},    // transposed, stride 1
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(std::string(c.transposed ? "transposed " : "") + std::to_string(c.in) + "->" +
+                 std::to_string(c.out) + " k" + std::to_string(c.kernel) + " s" +
+                 std::to_string(c.stride) + " d" + std::to_string(c.dilation) + " batch " +
+                 std::to_string(c.batch));
+    Layer layer(c);
+    const at::Tensor x0 = torch::rand({c.batch, c.in, c.height, c.width}) * 2 - 1;
+    at::Tensor gy;
+    std::vector<std::vector<at::Tensor>> results;  // libtorch, direct: y, x grad, param grads
+    for (bool direct : {false, true}) {
+      for (auto& p : layer.module().parameters()) p.mutable_grad() = at::Tensor();
+      const at::Tensor x = x0.clone().requires_grad_();
+      const at::Tensor y = layer(x, fp32(direct));
+      EXPECT_EQ(made_by(y, "Conv2dFunction") || made_by(y, "ConvTranspose2dFunction"), direct);
+      if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
+      y.backward(gy);
+      std::vector<at::Tensor> result = {y, x.grad()};
+      for (auto& p : layer.module().parameters()) result.push_back(p.grad());
+      results.push_back(result);
+    }
+    const bool libtorch_on_onednn = c.kernel > 3 || c.batch > 1;
+    for (size_t i = 0; i < results[0].size(); ++i) {
+      SCOPED_TRACE("tensor " + std::to_string(i) + " (0 output, 1 input grad, 2 weight grad)");
+      ASSERT_TRUE(results[1][i].defined());
+      EXPECT_EQ(results[1][i].scalar_type(), at::kFloat);
+      EXPECT_EQ(results[1][i].sizes(), results[0][i].sizes());
+      EXPECT_GT(results[0][i].abs().max().item<double>(), 1e-3);  // real data, not zeros
+      if (libtorch_on_onednn && !c.bias)
+        EXPECT_TRUE(torch::equal(results[1][i], results[0][i]));
+      else
+        EXPECT_LT(relative_error(results[1][i], results[0][i]), 1e-5);
+    }
+  }
+}
+
+// Packed weights follow the weight (or its working copy): an optimiser step (which rewrites it in
+// place) is seen by the next forward, in training and in inference.
+TEST_P(OnednnDirect, FollowsEveryOptimiserStep) {
   const Case c = {false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
   Layer direct(c), reference(c);
   const at::Tensor x = torch::rand({1, 8, 32, 32});
   Adam adam(direct.conv->parameters(), {});
-  adam.set_bfloat16_copy(direct.conv->weight, direct.conv->bf16_weight());
+  follow(adam, direct.conv);
   for (int step = 0; step < 3; ++step) {
-    const at::Tensor y = direct(x, bf16(true));
+    const at::Tensor y = direct(x, compute(true));
     {
       torch::NoGradGuard no_grad;
       reference.conv->weight.copy_(direct.conv->weight);
-      EXPECT_TRUE(torch::equal(y, reference(x, bf16(false))));
-      EXPECT_TRUE(torch::equal(direct(x, bf16(true)), y));  // inference, same packed weights
+      EXPECT_TRUE(torch::equal(y, reference(x, compute(false))));
+      EXPECT_TRUE(torch::equal(direct(x, compute(true)), y));  // inference, same packed weights
     }
     y.square().mean().backward();
     adam.step();
@@ -185,6 +266,8 @@ TEST(OnednnConvolution, FlippedInputGradientFollowsEveryOptimiserStep) {
 // A graph still waiting for its backward keeps the packed weights of its forward: the layer
 // packs the next step's weights into a new buffer, and the old graph's input gradient is that
 // of the weights it ran with (libtorch's own convolution would refuse this backward instead).
+// bfloat16 only: a float32 layer's graph saves the weight itself, whose change in place autograd
+// refuses, as libtorch's.
 TEST(OnednnConvolution, PendingGraphKeepsItsWeights) {
   PIX2PIX_SKIP_WITHOUT_BF16();
   for (bool transposed : {false, true}) {
@@ -214,9 +297,8 @@ TEST(OnednnConvolution, PendingGraphKeepsItsWeights) {
 }
 
 // Gradients of gradients (the WGAN-GP penalty differentiates D's input gradient) equal those of
-// libtorch's bfloat16 convolution.
-TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
-  PIX2PIX_SKIP_WITHOUT_BF16();
+// libtorch's convolution.
+TEST_P(OnednnDirect, DoubleBackwardMatchesLibtorch) {
   for (bool transposed : {false, true}) {
     SCOPED_TRACE(transposed ? "transposed" : "convolution");
     const Case c = down_or_up(transposed);
@@ -226,7 +308,7 @@ TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
     for (bool direct : {false, true}) {
       for (auto& p : layer.module().parameters()) p.mutable_grad() = at::Tensor();
       const at::Tensor x = x0.clone().requires_grad_();
-      const at::Tensor y = layer(x, bf16(direct)).to(at::kFloat);
+      const at::Tensor y = layer(x, compute(direct)).to(at::kFloat);
       const at::Tensor gx =
           torch::autograd::grad({y.square().sum()}, {x}, {}, /*retain_graph=*/true,
                                 /*create_graph=*/true)[0];
@@ -244,8 +326,7 @@ TEST(OnednnConvolution, DoubleBackwardMatchesLibtorch) {
 // discriminator during the generator's step) the input gradient still equals libtorch's and the
 // weight gets none; with the input fixed (a network's first layer) the weight gradient equals
 // libtorch's.
-TEST(OnednnConvolution, FrozenWeightOrFixedInput) {
-  PIX2PIX_SKIP_WITHOUT_BF16();
+TEST_P(OnednnDirect, FrozenWeightOrFixedInput) {
   for (bool transposed : {false, true}) {
     SCOPED_TRACE(transposed ? "transposed" : "convolution");
     const Case c = down_or_up(transposed);
@@ -260,7 +341,7 @@ TEST(OnednnConvolution, FrozenWeightOrFixedInput) {
       for (bool direct : {false, true}) {
         weight.mutable_grad() = at::Tensor();
         const at::Tensor x = frozen ? x0.clone().requires_grad_() : x0;
-        const at::Tensor y = layer(x, bf16(direct));
+        const at::Tensor y = layer(x, compute(direct));
         if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
         y.backward(gy);
         EXPECT_EQ(weight.grad().defined(), !frozen);
@@ -277,17 +358,16 @@ TEST(OnednnConvolution, FrozenWeightOrFixedInput) {
 // Primitives are kept for a bounded number of geometries (translating images of many sizes must
 // not grow memory without end); a geometry evicted and met again, even by a graph made before
 // the eviction, computes as before.
-TEST(OnednnConvolution, PrimitiveCacheIsBounded) {
-  PIX2PIX_SKIP_WITHOUT_BF16();
+TEST_P(OnednnDirect, PrimitiveCacheIsBounded) {
   const Case c = {false, 8, 16, 4, 2, 1, 0, 1, 1, 32, 32, false};
   Layer layer(c);
   detail::set_onednn_primitive_capacity(2);
   const at::Tensor x0 = torch::rand({1, 8, 32, 32});
   const at::Tensor x = x0.clone().requires_grad_();
-  const at::Tensor y = layer(x, bf16(true));  // a graph on 32x32, its backward pending
+  const at::Tensor y = layer(x, compute(true));  // a graph on 32x32, its backward pending
   std::vector<at::Tensor> outputs;
   for (int64_t side : {24, 40, 48, 56}) {
-    outputs.push_back(layer(torch::ones({1, 8, side, side}), bf16(true)));
+    outputs.push_back(layer(torch::ones({1, 8, side, side}), compute(true)));
     EXPECT_LE(detail::onednn_primitive_count(), 2u);
   }
   const at::Tensor gy = torch::rand_like(y);
@@ -295,20 +375,20 @@ TEST(OnednnConvolution, PrimitiveCacheIsBounded) {
   EXPECT_LE(detail::onednn_primitive_count(), 2u);
   detail::set_onednn_primitive_capacity(detail::kOnednnPrimitiveCapacity);
   const at::Tensor x_reference = x0.clone().requires_grad_();
-  layer(x_reference, bf16(false)).backward(gy);
+  layer(x_reference, compute(false)).backward(gy);
   EXPECT_LT(relative_error(x.grad(), x_reference.grad()), 1e-6);
-  EXPECT_TRUE(torch::equal(outputs[0], layer(torch::ones({1, 8, 24, 24}), bf16(true))));
+  EXPECT_TRUE(torch::equal(outputs[0], layer(torch::ones({1, 8, 24, 24}), compute(true))));
 }
 
-// Several threads may run the same layer at once (each call brings its own scratch memory).
-TEST(OnednnConvolution, ConcurrentInferenceAgrees) {
-  PIX2PIX_SKIP_WITHOUT_BF16();
+// Several threads may run the same layer at once (each call brings its own scratch memory), also
+// when they meet it before its weights are packed (the first requests to a server).
+TEST_P(OnednnDirect, ConcurrentInferenceAgrees) {
   const Case c = {false, 16, 32, 4, 2, 1, 0, 1, 1, 64, 64, false};
-  Layer layer(c);
-  layer.conv->compute = bf16(true);
+  Layer layer(c), reference(c);
+  layer.conv->compute = compute(true);
   const at::Tensor x = torch::rand({1, 16, 64, 64});
   torch::NoGradGuard no_grad;
-  const at::Tensor expected = layer.conv->forward(x);
+  const at::Tensor expected = reference(x, compute(true));
   std::vector<at::Tensor> results(4);
   std::vector<std::thread> threads;
   for (size_t t = 0; t < results.size(); ++t)
@@ -319,6 +399,10 @@ TEST(OnednnConvolution, ConcurrentInferenceAgrees) {
   for (auto& thread : threads) thread.join();
   for (const auto& r : results) EXPECT_TRUE(torch::equal(r, expected));
 }
+
+INSTANTIATE_TEST_SUITE_P(Precisions, OnednnDirect,
+                         ::testing::Values(Precision::kBFloat16, Precision::kFloat32),
+                         precision_name);
 
 }  // namespace
 }  // namespace pix2pix

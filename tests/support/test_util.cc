@@ -177,4 +177,13 @@ std::vector<nlohmann::json> metrics_rows(const std::string& run, const std::stri
   return rows;
 }
 
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
 }  // namespace pix2pix::test

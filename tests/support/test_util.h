@@ -4,6 +4,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -88,5 +89,8 @@ std::string shell_quote(const std::string& s);
 /// True when an autograd node whose name contains `name` is among those within `depth` steps of
 /// y's grad_fn (which computation made y).
 bool made_by(const at::Tensor& y, const std::string& name, int depth = 6);
+
+/// The message of the pix2pix::Error that `f` throws, or "(no error)".
+std::string error_of(const std::function<void()>& f);
 
 }  // namespace pix2pix::test

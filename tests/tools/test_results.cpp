@@ -19,6 +19,7 @@ namespace pix2pix {
 namespace {
 
 namespace fs = std::filesystem;
+using test::error_of;
 using Json = nlohmann::json;
 
 std::string read_file(const std::string& path) {
@@ -26,15 +27,6 @@ std::string read_file(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   return text.str();
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
 }
 
 TEST(Results, ReadRunOptionsInvertsOptionsToJson) {

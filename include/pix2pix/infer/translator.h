@@ -58,6 +58,8 @@ struct TranslatePlan {
 /// Translates images with one generator. In eval mode, translations may run from several threads
 /// at once when the generator is already in eval mode (generator->eval()): translate then leaves
 /// its state alone. Train mode changes the generator's state: one translation at a time.
+/// The generator is where it will run (place() before making the Translator): images stay on
+/// the CPU and each whole image or tile visits that device.
 class Translator {
  public:
   Translator(std::shared_ptr<Generator> generator, TranslateOptions options = {});
@@ -89,6 +91,7 @@ class Translator {
 
   std::shared_ptr<Generator> generator_;
   TranslateOptions options_;
+  c10::Device device_;  ///< the generator's, when the Translator was made
 };
 
 /// Where a generator's weights and architecture come from (find_generator).

@@ -87,10 +87,11 @@ struct ComputeOptions {
   /// float rounding of the reference's); 0 turns this off (docs/performance.md,
   /// "include/pix2pix/models/compute.h").
   int64_t matmul_max_side_float32 = 2;
-  /// bfloat16 on the CPU: the convolutions oneDNN runs (all but the matrix-product ones) call
-  /// oneDNN directly, so that each weight is reordered once per optimiser step rather than on
-  /// every call as libtorch's conv2d does. The same kernels: the numbers are those of libtorch's
-  /// bfloat16 convolution. false: libtorch (docs/performance.md,
+  /// On the CPU, in bfloat16 and in float32 outside TransposedConv::kNative: the convolutions
+  /// oneDNN runs (all but the matrix-product ones) call oneDNN directly, so that each weight is
+  /// reordered once per change (per optimiser step; once in inference) rather than on every call
+  /// as libtorch's conv2d does. The same kernels and numbers as libtorch's convolution (a bias is
+  /// added after the sum: within one float rounding). false: libtorch (docs/performance.md,
   /// "include/pix2pix/models/compute.h").
   bool onednn_direct = true;
   /// bfloat16 on a CPU with AVX-512 BF16: the matrix products of the forms above with a
@@ -109,5 +110,9 @@ struct ComputeOptions {
 /// where the CPU cannot run options.precision (check_precision_supported). On a GPU the layers
 /// run libtorch's own operations: the CPU forms and thresholds above do not apply.
 int64_t set_compute(torch::nn::Module& module, const ComputeOptions& options);
+
+/// What every caller does before running a network: moves `module` to options.device, sets that
+/// device up (configure_device) and applies `options` (set_compute, whose count it returns).
+int64_t place(torch::nn::Module& module, const ComputeOptions& options);
 
 }  // namespace pix2pix
