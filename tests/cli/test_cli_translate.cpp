@@ -24,14 +24,7 @@ using test::shell_quote;
 const std::string kSmallNet = "--netG unet --num-downs 5 --ngf 8";
 
 // Weights of the kSmallNet generator (seeded torch init), written as `model --save-G` would.
-void save_small_net(const std::string& path, uint64_t seed) {
-  torch::manual_seed(seed);
-  GeneratorOptions options;
-  options.net = "unet";
-  options.num_downs = 5;
-  options.ngf = 8;
-  write_state_dict(path, module_state_dict(*make_generator(options)));
-}
+using test::save_small_unet;
 
 Image pattern(int width, int height, int seed) {
   Image image(width, height, 3);
@@ -55,8 +48,8 @@ std::string make_run(const std::string& dir) {
   options.generator.ngf = 8;
   options.direction = Direction::kBtoA;
   std::ofstream(run + "/options.json") << options_to_json(options);
-  save_small_net(run + "/checkpoints/latest_net_G.pth", 1);
-  save_small_net(run + "/checkpoints/5_net_G.pth", 2);
+  save_small_unet(run + "/checkpoints/latest_net_G.pth", 1);
+  save_small_unet(run + "/checkpoints/5_net_G.pth", 2);
   return run;
 }
 
@@ -125,7 +118,7 @@ TEST(TranslateCli, WeightsFromARunDirectoryACheckpointOrAFile) {
 TEST(TranslateCli, FoldersAndStdinListsMirrorInputNames) {
   const std::string dir = test::temp_dir();
   const std::string weights = dir + "/G.pth";
-  save_small_net(weights, 0);
+  save_small_unet(weights, 0);
   const std::string translate = "translate " + kSmallNet + " --weights " + weights;
   test::put_image(dir, "in/x.png", pattern(64, 40, 1));
   test::put_image(dir, "in/sub/y.jpg.png", pattern(33, 65, 2));
@@ -174,7 +167,7 @@ TEST(TranslateCli, FoldersAndStdinListsMirrorInputNames) {
 TEST(TranslateCli, UnreadableInputs) {
   const std::string dir = test::temp_dir();
   const std::string weights = dir + "/G.pth";
-  save_small_net(weights, 0);
+  save_small_unet(weights, 0);
   const std::string translate = "translate " + kSmallNet + " --weights " + weights;
   test::put_image(dir, "good.png", pattern(64, 64, 1));
   std::ofstream(dir + "/junk.png") << "not a PNG at all";
@@ -205,7 +198,7 @@ TEST(TranslateCli, UnreadableInputs) {
 TEST(TranslateCli, TilingFlags) {
   const std::string dir = test::temp_dir();
   const std::string weights = dir + "/G.pth";
-  save_small_net(weights, 0);
+  save_small_unet(weights, 0);
   const std::string translate = "translate " + kSmallNet + " --weights " + weights;
   const std::string input = test::put_image(dir, "big.png", pattern(200, 150, 1));
 

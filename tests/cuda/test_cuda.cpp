@@ -195,14 +195,7 @@ TEST(Cuda, ResumeIsExact) {
 TEST(Cuda, TiledTranslationEqualsWholeImage) {
   PIX2PIX_SKIP_WITHOUT_GPU();
   exact_float32();
-  torch::manual_seed(3);
-  GeneratorOptions options;
-  options.net = "unet";
-  options.num_downs = 5;
-  options.ngf = 8;
-  options.dropout = false;
-  auto generator = make_generator(options);
-  generator->eval();
+  auto generator = test::small_eval_unet();
   const at::Tensor x = torch::rand({1, 3, 750, 1000}) * 2 - 1;
   const at::Tensor cpu_whole = Translator(generator).translate_tensor(x, "x");
   generator->to(kGpu);

@@ -16,22 +16,7 @@ namespace {
 
 // A small U-Net (5 downsamplings: sizes multiple of 32, receptive field well under the test
 // images) with batch norm whose running statistics are not the identity, in eval mode.
-std::shared_ptr<Generator> small_unet(uint64_t seed = 3) {
-  torch::manual_seed(seed);
-  GeneratorOptions options;
-  options.net = "unet";
-  options.num_downs = 5;
-  options.ngf = 8;
-  options.dropout = false;
-  auto generator = make_generator(options);
-  torch::NoGradGuard no_grad;
-  for (auto& item : generator->named_buffers()) {
-    if (item.key().find("running_mean") != std::string::npos) item.value().normal_(0, 0.2);
-    if (item.key().find("running_var") != std::string::npos) item.value().uniform_(0.5, 1.5);
-  }
-  generator->eval();
-  return generator;
-}
+std::shared_ptr<Generator> small_unet(uint64_t seed = 3) { return test::small_eval_unet(seed); }
 
 // A real photo (facades, the A|B pair: 512 x 256) as a 1 x 3 x H x W tensor in [-1, 1].
 at::Tensor facade_tensor() {

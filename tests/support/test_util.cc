@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <torch/csrc/autograd/function.h>
 #include <torch/csrc/autograd/variable.h>
+#include <torch/torch.h>
 
 #include <array>
 #include <cstdio>
@@ -13,6 +14,7 @@
 #include <stdexcept>
 
 #include "pix2pix/error.h"
+#include "pix2pix/io/pytorch_import.h"
 #include "pix2pix/models/compute.h"
 #include "pix2pix/tools/synth.h"
 
@@ -175,6 +177,32 @@ std::vector<nlohmann::json> metrics_rows(const std::string& run, const std::stri
     if (kind.empty() || row["kind"] == kind) rows.push_back(row);
   }
   return rows;
+}
+
+std::shared_ptr<Generator> small_eval_unet(uint64_t seed) {
+  torch::manual_seed(seed);
+  GeneratorOptions options;
+  options.net = "unet";
+  options.num_downs = 5;
+  options.ngf = 8;
+  options.dropout = false;
+  auto generator = make_generator(options);
+  torch::NoGradGuard no_grad;
+  for (auto& item : generator->named_buffers()) {
+    if (item.key().find("running_mean") != std::string::npos) item.value().normal_(0, 0.2);
+    if (item.key().find("running_var") != std::string::npos) item.value().uniform_(0.5, 1.5);
+  }
+  generator->eval();
+  return generator;
+}
+
+void save_small_unet(const std::string& path, uint64_t seed) {
+  torch::manual_seed(seed);
+  GeneratorOptions options;
+  options.net = "unet";
+  options.num_downs = 5;
+  options.ngf = 8;
+  write_state_dict(path, module_state_dict(*make_generator(options)));
 }
 
 std::string error_of(const std::function<void()>& f) {

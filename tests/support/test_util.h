@@ -4,7 +4,9 @@
 
 #include <ATen/core/Tensor.h>
 
+#include <cstdint>
 #include <functional>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -89,6 +91,13 @@ std::string shell_quote(const std::string& s);
 /// True when an autograd node whose name contains `name` is among those within `depth` steps of
 /// y's grad_fn (which computation made y).
 bool made_by(const at::Tensor& y, const std::string& name, int depth = 6);
+
+/// A small U-Net (num_downs 5, ngf 8: sides multiples of 32) from `seed`, without dropout, in eval
+/// mode, its batch-norm running statistics moved off 0 and 1 so that they matter.
+std::shared_ptr<Generator> small_eval_unet(uint64_t seed = 3);
+
+/// Writes a small U-Net's state_dict (num_downs 5, ngf 8, initialised from `seed`) to `path`.
+void save_small_unet(const std::string& path, uint64_t seed = 3);
 
 /// The message of the pix2pix::Error that `f` throws, or "(no error)".
 std::string error_of(const std::function<void()>& f);

@@ -37,13 +37,8 @@ const std::string kSmallNet = "--netG unet --num-downs 5 --ngf 8";
 
 // Weights of the kSmallNet generator (seeded torch init), as `model --save-G` writes them.
 std::string save_small_net(const std::string& dir) {
-  torch::manual_seed(3);
-  GeneratorOptions options;
-  options.net = "unet";
-  options.num_downs = 5;
-  options.ngf = 8;
   const std::string path = dir + "/G.pth";
-  write_state_dict(path, module_state_dict(*make_generator(options)));
+  test::save_small_unet(path, 3);
   return path;
 }
 
