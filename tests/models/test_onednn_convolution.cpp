@@ -102,13 +102,9 @@ struct Layer {
   }
 };
 
-// The direct calls run the kernels libtorch's bfloat16 convolution runs: the same output, input
-// gradient, weight gradient (bfloat16) and bias gradient, for the pix2pix networks' layer kinds.
-// Stride-1 layers with outputs under 32 a side (a transposed layer's input) run channels-last on
-// oneDNN's brgemm kernel, which sums in another order: equal there within one bfloat16 rounding.
-TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
-  PIX2PIX_SKIP_WITHOUT_BF16();
-  const std::vector<Case> cases = {
+// The pix2pix networks' layer kinds, for the comparisons with libtorch below.
+const std::vector<Case>& layer_cases() {
+  static const std::vector<Case> cases = {
       {false, 3, 16, 4, 2, 1, 0, 1, 1, 64, 64, true},     // first U-Net / PatchGAN layer
       {false, 16, 32, 4, 2, 1, 0, 1, 1, 32, 32, false},   // U-Net down layer
       {false, 32, 1, 4, 1, 1, 0, 1, 1, 18, 18, true},     // PatchGAN's last layer: stride 1
@@ -119,29 +115,49 @@ TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
       {true, 32, 16, 4, 2, 1, 0, 1, 1, 16, 16, false},    // U-Net up layer
       {true, 16, 3, 4, 2, 1, 0, 1, 2, 32, 24, true},      // outermost up layer, batch 2
       {true, 16, 8, 3, 2, 1, 1, 1, 1, 20, 20, false},     // ResNet's up layer: output padding
-      {true, 32, 16, 4, 1, 1, 0, 1, 1, 12, 12, false},    // transposed, stride 1 (flipped)
+      {true, 32, 16, 4, 1, 1, 0, 1, 1, 12, 12, false},    // transposed, stride 1 (bf16: flipped)
   };
-  for (const auto& c : cases) {
-    SCOPED_TRACE(std::string(c.transposed ? "transposed " : "") + std::to_string(c.in) + "->" +
-                 std::to_string(c.out) + " k" + std::to_string(c.kernel) + " s" +
-                 std::to_string(c.stride) + " d" + std::to_string(c.dilation) + " batch " +
-                 std::to_string(c.batch) + " " + std::to_string(c.height) + "x" +
-                 std::to_string(c.width));
-    Layer layer(c);
-    const at::Tensor x0 = torch::rand({c.batch, c.in, c.height, c.width}) * 2 - 1;
-    at::Tensor gy;
-    std::vector<std::vector<at::Tensor>> results;  // libtorch, direct: y, x grad, param grads
-    for (bool direct : {false, true}) {
-      for (auto& p : layer.module().parameters()) p.mutable_grad() = at::Tensor();
-      const at::Tensor x = x0.clone().requires_grad_();
-      const at::Tensor y = layer(x, bf16(direct));
-      EXPECT_EQ(made_by(y, "Conv2dFunction") || made_by(y, "ConvTranspose2dFunction"), direct);
-      if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
-      y.backward(gy);
-      std::vector<at::Tensor> result = {y, x.grad()};
-      for (auto& p : layer.module().parameters()) result.push_back(p.grad());
-      results.push_back(result);
-    }
+  return cases;
+}
+
+std::string describe(const Case& c) {
+  return std::string(c.transposed ? "transposed " : "") + std::to_string(c.in) + "->" +
+         std::to_string(c.out) + " k" + std::to_string(c.kernel) + " s" + std::to_string(c.stride) +
+         " d" + std::to_string(c.dilation) + " batch " + std::to_string(c.batch) + " " +
+         std::to_string(c.height) + "x" + std::to_string(c.width);
+}
+
+// The layer of `c` run on libtorch's convolution, then on the direct calls (`compute(direct)`),
+// from the same input and output gradient: for each, {output, input grad, parameter grads}.
+std::vector<std::vector<at::Tensor>> libtorch_and_direct(const Case& c,
+                                                         ComputeOptions (*compute)(bool)) {
+  Layer layer(c);
+  const at::Tensor x0 = torch::rand({c.batch, c.in, c.height, c.width}) * 2 - 1;
+  at::Tensor gy;
+  std::vector<std::vector<at::Tensor>> results;
+  for (bool direct : {false, true}) {
+    for (auto& p : layer.module().parameters()) p.mutable_grad() = at::Tensor();
+    const at::Tensor x = x0.clone().requires_grad_();
+    const at::Tensor y = layer(x, compute(direct));
+    EXPECT_EQ(made_by(y, "Conv2dFunction") || made_by(y, "ConvTranspose2dFunction"), direct);
+    if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
+    y.backward(gy);
+    std::vector<at::Tensor> result = {y, x.grad()};
+    for (auto& p : layer.module().parameters()) result.push_back(p.grad());
+    results.push_back(result);
+  }
+  return results;
+}
+
+// The direct calls run the kernels libtorch's bfloat16 convolution runs: the same output, input
+// gradient, weight gradient (bfloat16) and bias gradient, for the pix2pix networks' layer kinds.
+// Stride-1 layers with outputs under 32 a side (a transposed layer's input) run channels-last on
+// oneDNN's brgemm kernel, which sums in another order: equal there within one bfloat16 rounding.
+TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
+  PIX2PIX_SKIP_WITHOUT_BF16();
+  for (const auto& c : layer_cases()) {
+    SCOPED_TRACE(describe(c));
+    const auto results = libtorch_and_direct(c, bf16);
     for (size_t i = 0; i < results[0].size(); ++i) {
       SCOPED_TRACE("tensor " + std::to_string(i) + " (0 output, 1 input grad, 2 weight grad)");
       ASSERT_TRUE(results[1][i].defined());
@@ -161,39 +177,9 @@ TEST(OnednnConvolution, EqualsLibtorchBf16ForwardAndBackward) {
 // sum, where libtorch's kernel adds it inside). libtorch takes its own kernel for small 3x3
 // layers at batch 1: there the sums' order differs (within float rounding).
 TEST(OnednnConvolution, EqualsLibtorchFloat32ForwardAndBackward) {
-  const std::vector<Case> cases = {
-      {false, 3, 16, 4, 2, 1, 0, 1, 1, 64, 64, true},     // first U-Net / PatchGAN layer
-      {false, 16, 32, 4, 2, 1, 0, 1, 1, 32, 32, false},   // U-Net down layer
-      {false, 32, 1, 4, 1, 1, 0, 1, 1, 18, 18, true},     // PatchGAN's last layer: stride 1
-      {false, 64, 128, 4, 1, 1, 0, 1, 1, 16, 16, false},  // PatchGAN's stride-1 layer
-      {false, 16, 32, 3, 1, 1, 0, 1, 2, 12, 10, true},    // stride 1, batch 2, non-square
-      {false, 8, 12, 3, 1, 1, 0, 2, 2, 20, 28, false},    // dilation 2, batch 2, non-square
-      {false, 6, 8, 7, 1, 0, 0, 1, 1, 30, 30, true},      // ResNet's 7x7 (after padding)
-      {true, 32, 16, 4, 2, 1, 0, 1, 1, 16, 16, false},    // U-Net up layer
-      {true, 16, 3, 4, 2, 1, 0, 1, 2, 32, 24, true},      // outermost up layer, batch 2
-      {true, 16, 8, 3, 2, 1, 1, 1, 1, 20, 20, false},     // ResNet's up layer: output padding
-      {true, 32, 16, 4, 1, 1, 0, 1, 1, 12, 12, false},    // transposed, stride 1
-  };
-  for (const auto& c : cases) {
-    SCOPED_TRACE(std::string(c.transposed ? "transposed " : "") + std::to_string(c.in) + "->" +
-                 std::to_string(c.out) + " k" + std::to_string(c.kernel) + " s" +
-                 std::to_string(c.stride) + " d" + std::to_string(c.dilation) + " batch " +
-                 std::to_string(c.batch));
-    Layer layer(c);
-    const at::Tensor x0 = torch::rand({c.batch, c.in, c.height, c.width}) * 2 - 1;
-    at::Tensor gy;
-    std::vector<std::vector<at::Tensor>> results;  // libtorch, direct: y, x grad, param grads
-    for (bool direct : {false, true}) {
-      for (auto& p : layer.module().parameters()) p.mutable_grad() = at::Tensor();
-      const at::Tensor x = x0.clone().requires_grad_();
-      const at::Tensor y = layer(x, fp32(direct));
-      EXPECT_EQ(made_by(y, "Conv2dFunction") || made_by(y, "ConvTranspose2dFunction"), direct);
-      if (!gy.defined()) gy = torch::rand_like(y) * 2 - 1;
-      y.backward(gy);
-      std::vector<at::Tensor> result = {y, x.grad()};
-      for (auto& p : layer.module().parameters()) result.push_back(p.grad());
-      results.push_back(result);
-    }
+  for (const auto& c : layer_cases()) {
+    SCOPED_TRACE(describe(c));
+    const auto results = libtorch_and_direct(c, fp32);
     const bool libtorch_on_onednn = c.kernel > 3 || c.batch > 1;
     for (size_t i = 0; i < results[0].size(); ++i) {
       SCOPED_TRACE("tensor " + std::to_string(i) + " (0 output, 1 input grad, 2 weight grad)");
